@@ -1,0 +1,47 @@
+# pgrad: two commands on a fresh machine.
+#   make demo   trains PPO on CartPole-v1 (100k steps) and prints its evaluation
+#   make test   installs the test extras and runs the whole suite (learning tests included)
+# torch is pinned through constraints.txt: a bare torch requirement would pull a multi-GB CUDA build.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+PIP_INSTALL := $(PIP) install --disable-pip-version-check -q -c constraints.txt
+TEST_EXTRAS := dev,marl,ray
+
+.PHONY: demo test test-quick test-learning bench lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --disable-pip-version-check -q --upgrade pip
+
+$(VENV)/.installed-base: pyproject.toml constraints.txt | $(PY)
+	$(PIP_INSTALL) -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml constraints.txt | $(PY)
+	$(PIP_INSTALL) -e ".[$(TEST_EXTRAS)]"
+	touch $@ $(VENV)/.installed-base
+
+demo: $(VENV)/.installed-base
+	$(VENV)/bin/pgrad train ppo CartPole-v1 --steps 100000
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest -q
+
+# everything but the learning tests: the loop for day-to-day work (about a minute)
+test-quick: $(VENV)/.installed-test
+	$(PY) -m pytest -q -m "not learning"
+
+test-learning: $(VENV)/.installed-test
+	$(PY) -m pytest -q -m learning
+
+bench: $(VENV)/.installed-test
+	$(PY) benchmarks/vs_sb3.py
+
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info

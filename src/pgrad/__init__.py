@@ -1,0 +1,14 @@
+"""pgrad: every algorithm of the post "Policy Gradient Algorithms", checked against exact maths.
+
+    import pgrad
+    agent = pgrad.train("ppo", "CartPole-v1", steps=100_000)
+    agent.evaluate(episodes=10)
+"""
+
+from pgrad.algos import ALGOS
+from pgrad.api import Agent, EvalResult, evaluate, load, train
+from pgrad.errors import CheckpointError, ConfigError, EnvError, NumericsError, PgradError
+
+__version__ = "0.1.0"
+__all__ = ["ALGOS", "Agent", "EvalResult", "evaluate", "load", "train", "PgradError", "ConfigError", "EnvError",
+           "CheckpointError", "NumericsError", "__version__"]

@@ -1,0 +1,154 @@
+"""A2C: synchronous advantage actor-critic over N parallel envs (post: A2C, the synchronous A3C; Mnih et al., 2016).
+
+Equations (post notation) and the functions that compute them:
+  (1) R ← r_i + γ R from R = V_w(s_t) (0 if terminal): the n-step return    core.returns.bootstrapped_returns
+      (or GAE(γ, λ) targets when λ < 1)                                     core.returns.gae
+  (2) dθ ← ∇_θ log π_θ(a_i|s_i) (R - V_w(s_i))                              core.losses.policy_gradient_loss
+  (3) dw ← ∇_w (R - V_w(s_i))^2   (J_v(w), with the usual ½)                core.losses.value_loss
+  (4) one synchronous step on θ and w from the gradients of all N envs' T steps: the coordinator of A2C.
+
+Beyond the post:
+- entropy bonus c2 H(π) (A3C paper), gradient clipping, RMSprop as in the A3C paper and Stable-Baselines3;
+- time limits: V of the true final observation is bootstrapped at truncation, never at termination.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from pgrad.config import BaseConfig
+from pgrad.core.losses import entropy_loss, policy_gradient_loss, value_loss
+from pgrad.core.nets import ActionBounds, Activation, ValueNet, policy_net
+from pgrad.core.returns import bootstrapped_returns, gae
+from pgrad.data.collect import collect_rollout
+from pgrad.data.rollout import Rollout, flat
+from pgrad.envs import EnvSpec
+
+SPACES = ("discrete", "box")
+
+
+@dataclass
+class Config(BaseConfig):
+    num_envs: int = 8
+    """Parallel environments N (the A2C coordinator waits for all of them)."""
+    lr: float = 7e-4
+    """Learning rate α (for θ and w)."""
+    anneal_lr: bool = False
+    """Decay the learning rate linearly to 0 over the run."""
+    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
+    """Optimiser: RMSprop (A3C paper, SB3) or Adam."""
+    rms_alpha: float = 0.99
+    """RMSprop smoothing constant."""
+    opt_eps: float = 1e-5
+    """Optimiser ε."""
+    gamma: float = 0.99
+    """Discount γ."""
+    lam: float = 1.0
+    """GAE λ; 1 gives the post's n-step returns R."""
+    n_steps: int = 5
+    """Steps t_max per env between updates."""
+    vf_coef: float = 0.5
+    """Value loss coefficient."""
+    ent_coef: float = 0.0
+    """Entropy bonus coefficient."""
+    max_grad_norm: float = 0.5
+    """Clip the global gradient norm to this value."""
+    norm_adv: bool = False
+    """Normalise the advantages R - V per update."""
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer sizes of the policy and value networks (separate networks)."""
+    activation: Activation = "tanh"
+    """Hidden activation."""
+    log_std_init: float = 0.0
+    """Initial log σ of the Gaussian policy (Box actions)."""
+
+    RANGES = {
+        "lr": "(0, inf)", "rms_alpha": "(0, 1)", "opt_eps": "(0, inf)", "gamma": "(0, 1]", "lam": "[0, 1]",
+        "n_steps": "[1, inf)", "vf_coef": "[0, inf)", "ent_coef": "[0, inf)", "max_grad_norm": "(0, inf)",
+        "hidden": "[1, 100000]",
+    }
+
+
+def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, torch.optim.Optimizer]:
+    nets = nn.ModuleDict({
+        "pi": policy_net(spec, cfg.hidden, cfg.activation, cfg.log_std_init),
+        "v": ValueNet(spec.obs_dim, cfg.hidden, cfg.activation),
+        "bounds": ActionBounds(spec),
+    }).to(cfg.device)
+    params = list(nets["pi"].parameters()) + list(nets["v"].parameters())
+    if cfg.optimizer == "rmsprop":
+        opt: torch.optim.Optimizer = torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.rms_alpha, eps=cfg.opt_eps)
+    else:
+        opt = torch.optim.Adam(params, lr=cfg.lr, eps=cfg.opt_eps)
+    return nets, opt
+
+
+def act(nets: nn.ModuleDict, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
+    dist = nets["pi"](obs)
+    a = dist.mode() if deterministic else dist.sample()
+    if a.dtype.is_floating_point:
+        a = nets["bounds"].clip(a)
+    return a.cpu().numpy()
+
+
+def update(nets: nn.ModuleDict, opt: torch.optim.Optimizer, b: dict[str, torch.Tensor],
+           cfg: Config) -> dict[str, torch.Tensor]:
+    """One synchronous gradient step on all N·T samples (4)."""
+    dist = nets["pi"](b["obs"])
+    logp = dist.log_prob(b["actions"])
+    v = nets["v"](b["obs"])
+    adv = b["ret"] - v.detach()
+    if cfg.norm_adv and adv.numel() > 1:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    pg_loss = policy_gradient_loss(logp, adv)  # (2)
+    v_loss = value_loss(v, b["ret"])  # (3)
+    ent = dist.entropy()
+    loss = pg_loss + cfg.vf_coef * v_loss + cfg.ent_coef * entropy_loss(ent)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = nn.utils.clip_grad_norm_(nets.parameters(), cfg.max_grad_norm)
+    opt.step()
+    return {"loss/policy": pg_loss.detach(), "loss/value": v_loss.detach(), "entropy": ent.mean().detach(),
+            "grad_norm": grad_norm.detach()}
+
+
+def returns(ro: Rollout, v_net: nn.Module, cfg: Config) -> torch.Tensor:
+    """Value targets R for every step of the rollout (1), bootstrapped from V of the next states."""
+    with torch.no_grad():
+        v_next = v_net(ro.next_obs)
+        if cfg.lam == 1.0:
+            return bootstrapped_returns(ro.rewards, v_next, ro.terminated, ro.truncated, cfg.gamma)
+        v = v_net(ro.obs)
+        return gae(ro.rewards, v, v_next, ro.terminated, ro.truncated, cfg.gamma, cfg.lam)[1]
+
+
+def train(cfg: Config, run: Any) -> nn.ModuleDict:
+    envs = run.make_envs()
+    nets, opt = build(cfg, run.spec)
+    run.track(nets=nets, opt=opt)
+    ro = Rollout(cfg.n_steps, cfg.num_envs, run.spec, cfg.device)
+    pi, bounds = nets["pi"], nets["bounds"]
+    boxed = run.spec.action_kind == "box"
+
+    def sample(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        dist = pi(obs)
+        a = dist.sample()
+        return a, dist.log_prob(a), (bounds.clip(a) if boxed else a).cpu().numpy()
+
+    step_fn = torch.compile(update) if cfg.compile else update
+    n = cfg.n_steps * cfg.num_envs
+    while run.step < cfg.steps:
+        if cfg.anneal_lr:
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * (1.0 - run.step / cfg.steps)
+        collect_rollout(envs, sample, ro)
+        R = returns(ro, nets["v"], cfg)
+        metrics = step_fn(nets, opt, {"obs": flat(ro.obs), "actions": flat(ro.actions), "ret": flat(R)}, cfg)
+        if not run.advance(n, metrics):
+            break
+    return nets

@@ -1,0 +1,210 @@
+"""Public API: ``train(algo, env, ...) -> Agent``, ``load(path) -> Agent``, ``Agent.act/evaluate/save``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from pgrad.algos import get_algo
+from pgrad.config import config_from_dict, make_config
+from pgrad.envs import EnvLike, EnvSpec, ObsNormalizer, _encode_one, check_action_space, describe, env_factory, run_episodes
+from pgrad.errors import CheckpointError, ConfigError, EnvError, PgradError
+from pgrad.run import Run, default_run_dir, load_checkpoint, save_checkpoint
+
+# Settings that may change when a run is resumed; everything else must stay as the run began.
+RESUMABLE_OVERRIDES = {"steps", "progress", "tensorboard", "eval_every", "eval_episodes", "checkpoint_every",
+                       "log_every", "threads", "select"}
+
+
+@dataclass
+class EvalResult:
+    """Undiscounted returns of evaluation episodes."""
+
+    mean_return: float
+    std_return: float
+    returns: list[float] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return f"EvalResult(mean_return={self.mean_return:.2f}, std_return={self.std_return:.2f}, episodes={len(self.returns)})"
+
+
+class Agent:
+    """A trained policy: the algorithm's networks, its env spec and the frozen observation statistics."""
+
+    def __init__(self, algo: str, cfg: Any, spec: EnvSpec, nets: torch.nn.Module,
+                 obs_norm: dict[str, Any] | None, factory: Callable | None = None, run_dir: Path | None = None,
+                 step: int | None = None):
+        self.algo, self.cfg, self.spec, self.nets = algo, cfg, spec, nets
+        self.module = get_algo(algo)
+        self.obs_norm = ObsNormalizer(spec.obs_dim, cfg.clip_obs, False)
+        if obs_norm is not None:
+            self.obs_norm.load_state_dict(obs_norm)
+        self.factory = factory
+        self.run_dir = run_dir
+        self.step = step
+        self.device = torch.device(cfg.device)
+        self.nets.eval()
+
+    def __repr__(self) -> str:
+        where = f", run_dir={str(self.run_dir)!r}" if self.run_dir else ""
+        return f"Agent({self.algo!r}, {self.spec.env_id!r}, step={self.step}{where})"
+
+    def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        """Env actions for one observation or a batch [B, ...] (deterministic: the mode / no noise)."""
+        arr = np.asarray(obs)
+        single = arr.ndim == 0 if self.spec.obs_kind == "discrete" else arr.ndim == 1
+        batch = arr.reshape(1, *arr.shape) if single else arr
+        enc = np.stack([_encode_one(self.spec, o) for o in batch]) if self.spec.obs_kind == "discrete" \
+            else batch.reshape(batch.shape[0], -1).astype(np.float32)
+        enc = self.obs_norm(enc, update=False)
+        with torch.no_grad():
+            a = self.module.act(self.nets, torch.as_tensor(enc, dtype=torch.float32, device=self.device),
+                                deterministic)
+        return a[0] if single else a
+
+    def evaluate(self, episodes: int = 10, seed: int = 12_345, env: EnvLike | None = None) -> EvalResult:
+        """Mean undiscounted return of ``episodes`` fresh episodes with deterministic actions."""
+        factory = self._factory(env)
+        rets = run_episodes(lambda o: self.module.act(self.nets, o, True), factory, self.spec, episodes, seed,
+                            obs_norm=self.obs_norm, device=self.device)
+        return EvalResult(float(np.mean(rets)), float(np.std(rets)), rets)
+
+    def _factory(self, env: EnvLike | None) -> Callable:
+        if env is not None:
+            return env_factory(env)[0]
+        if self.factory is None:
+            self.factory = env_factory(self.spec.env_id)[0]
+        return self.factory
+
+    def save(self, path: str | Path) -> Path:
+        """Write the policy (networks, config, spec, observation statistics) to a checkpoint file."""
+        path = Path(path)
+        save_checkpoint(path, {
+            "format": "pgrad", "version": 1, "algo": self.algo, "env_id": self.spec.env_id,
+            "spec": self.spec.to_dict(), "config": self.cfg.to_dict(), "step": self.step,
+            "nets": self.nets.state_dict(), "obs_norm": self.obs_norm.state_dict(),
+        })
+        return path
+
+
+def _agent_from_checkpoint(ckpt: dict[str, Any], factory: Callable | None = None,
+                           run_dir: Path | None = None) -> Agent:
+    module = get_algo(ckpt["algo"])
+    cfg = config_from_dict(module.Config, ckpt["config"])
+    cfg.device = "cpu" if not torch.cuda.is_available() else cfg.device
+    spec = EnvSpec.from_dict(ckpt["spec"])
+    nets = module.build(cfg, spec)[0]
+    try:
+        nets.load_state_dict(ckpt["nets"])
+    except RuntimeError:
+        raise CheckpointError("checkpoint networks do not match this algorithm's networks "
+                              "(written with other sizes or by another version)") from None
+    return Agent(ckpt["algo"], cfg, spec, nets, ckpt.get("obs_norm"), factory, run_dir, ckpt.get("step"))
+
+
+def load(path: str | Path, env: EnvLike | None = None) -> Agent:
+    """Load an Agent from a checkpoint file or a run directory (its best.pt, else last.pt)."""
+    path = Path(path)
+    run_dir = None
+    if path.is_dir():
+        run_dir = path
+        best, last = path / "checkpoints" / "best.pt", path / "checkpoints" / "last.pt"
+        path = best if best.exists() else last
+        if not path.exists():
+            raise CheckpointError(f"{run_dir} has no checkpoints/best.pt or last.pt; is it a pgrad run directory?")
+    elif not path.exists():
+        raise CheckpointError(f"no checkpoint or run directory at {path}")
+    ckpt = load_checkpoint(path)
+    factory = None
+    if env is not None:
+        factory, env_id = env_factory(env)
+        spec = describe(factory(), env_id)
+        saved = EnvSpec.from_dict(ckpt["spec"])
+        _check_same_spaces(saved, spec, str(path))
+    return _agent_from_checkpoint(ckpt, factory, run_dir)
+
+
+def _check_same_spaces(saved: EnvSpec, new: EnvSpec, what: str) -> None:
+    if (saved.obs_dim, saved.action_kind, saved.n_actions) != (new.obs_dim, new.action_kind, new.n_actions):
+        raise EnvError(
+            f"{what} was trained on {saved.env_id} (obs {saved.obs_dim}, {saved.action_kind} actions "
+            f"{saved.n_actions}) but the env given is {new.env_id} (obs {new.obs_dim}, {new.action_kind} actions "
+            f"{new.n_actions})")
+
+
+def train(algo: str, env: EnvLike | None = None, *, steps: int | None = None, seed: int | None = None,
+          out: str | Path | None = None, resume: str | Path | None = None, **hparams: Any) -> Agent:
+    """Train ``algo`` on ``env`` and return the Agent (the best evaluated policy unless select='last').
+
+    ``env`` is a Gymnasium id, a gymnasium.Env or a zero-argument factory. Keyword arguments are
+    hyperparameters of the algorithm's Config (a preset for the env applies first; your values win).
+    ``resume`` continues the run in that directory from checkpoints/last.pt (``steps`` may be raised).
+    """
+    module = get_algo(algo)
+    algo = module.__name__.rsplit(".", 1)[-1]
+    overrides = dict(hparams)
+    if steps is not None:
+        overrides["steps"] = steps
+    if seed is not None:
+        overrides["seed"] = seed
+    ckpt = None
+    if resume is not None:
+        run_dir = Path(resume)
+        if not run_dir.is_dir():
+            raise CheckpointError(f"no run directory {run_dir} to resume")
+        ckpt = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+        if "train" not in ckpt:
+            raise CheckpointError(f"{run_dir}/checkpoints/last.pt holds no training state; it cannot be resumed")
+        if ckpt["algo"] != algo:
+            raise CheckpointError(f"{run_dir} is a {ckpt['algo']} run, not {algo}; "
+                                  f"resume it with `pgrad train {ckpt['algo']} --resume {run_dir}`")
+        fixed = sorted(k.replace("-", "_") for k in overrides
+                       if k.replace("-", "_") not in RESUMABLE_OVERRIDES
+                       and ckpt["config"].get(k.replace("-", "_")) != overrides[k])
+        if fixed:
+            raise ConfigError(f"cannot change {', '.join(fixed)} when resuming; only "
+                              f"{', '.join(sorted(RESUMABLE_OVERRIDES))} may change")
+        saved = dict(ckpt["config"])
+        base = config_from_dict(module.Config, saved)
+        cfg = make_config(module.Config, algo, None, {**base.to_dict(), **overrides}, use_preset=False)
+        factory, env_id = env_factory(env if env is not None else cfg.env)
+        if env_id != ckpt["env_id"] and env is not None and isinstance(env, str):
+            raise CheckpointError(f"{run_dir} was trained on {ckpt['env_id']}, not {env_id}")
+    else:
+        if env is None:
+            raise EnvError("no environment given: pass a Gymnasium id such as 'CartPole-v1'")
+        factory, env_id = env_factory(env)
+        cfg = make_config(module.Config, algo, env_id, overrides)
+        run_dir = Path(out) if out is not None else default_run_dir(algo, env_id, cfg.seed)
+        if (run_dir / "config.yaml").exists():
+            raise PgradError(f"{run_dir} already holds a run; resume it with --resume {run_dir} "
+                             "or choose another --out")
+    probe = factory()
+    spec = describe(probe, env_id)
+    probe.close()
+    check_action_space(spec, algo, module.SPACES)
+    if ckpt is not None:
+        _check_same_spaces(EnvSpec.from_dict(ckpt["spec"]), spec, str(run_dir))
+    run = Run(algo, module, cfg, factory, spec, run_dir, resume=ckpt)
+    try:
+        nets = module.train(cfg, run)
+        run.finish()
+    finally:
+        run.close()
+    best = run.dir / "checkpoints" / "best.pt"
+    if cfg.select == "best" and best.exists():
+        return _agent_from_checkpoint(load_checkpoint(best), factory, run.dir)
+    obs_norm = run.envs.obs_norm.state_dict() if run.envs is not None else None
+    return Agent(algo, cfg, spec, nets, obs_norm, factory, run.dir, run.step)
+
+
+def evaluate(agent: Agent | str | Path, env: EnvLike | None = None, episodes: int = 10,
+             seed: int = 12_345) -> EvalResult:
+    """Evaluate an Agent, a checkpoint file or a run directory."""
+    if not isinstance(agent, Agent):
+        agent = load(agent, env)
+    return agent.evaluate(episodes=episodes, seed=seed, env=env)

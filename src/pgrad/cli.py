@@ -1,0 +1,293 @@
+"""Command line: ``pgrad train | eval | plot | list`` (and the commands later modules register).
+
+Hyperparameter flags are generated from each algorithm's Config dataclass: ``--name VALUE`` for every field,
+documented by the docstring under the field. Configs are plain dataclasses and the bridge to argparse is
+this file, rather than a CLI library: it lets every bad input end in one line (``pgrad: error: ...``) with
+exit code 2, and keeps ``--key value`` the same syntax as the YAML presets for every type (bools included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+import textwrap
+import typing
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from pgrad.errors import ConfigError, PgradError
+
+# Extra subcommands: name -> (one-line help, main(argv) -> int). Modules add themselves here.
+COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting."""
+
+    def error(self, message: str) -> typing.NoReturn:  # type: ignore[override]
+        raise ConfigError(message)
+
+
+# ----------------------------------------------------------------------------- hyperparameter flags
+def _flag_type(tp: Any) -> str:
+    from pgrad.config import type_name
+
+    return type_name(tp).upper() if typing.get_origin(tp) is not typing.Literal else type_name(tp)
+
+
+def _config_help(algo: str, env_id: str | None) -> str:
+    from pgrad.algos import get_algo, summary
+    from pgrad.config import BaseConfig, field_types, preset_for
+
+    module = get_algo(algo)
+    cls = module.Config
+    docs, tps = cls.docs(), field_types(cls)
+    defaults = cls()
+    preset = preset_for(algo, env_id) if env_id else {}
+    base_names = set(BaseConfig.field_names())
+    ranges = cls.ranges()
+    lines = [f"usage: pgrad train {algo} ENV [--steps N] [--seed S] [--out DIR] [--resume DIR] [--KEY VALUE ...]", "",
+             summary(module), f"action spaces: {', '.join(module.SPACES)}", ""]
+    if env_id:
+        lines.append(f"defaults below include the preset for {env_id}" if preset else f"no preset for {env_id}")
+        lines.append("")
+
+    def block(title: str, names: list[str]) -> None:
+        lines.append(title)
+        for name in names:
+            value = preset.get(name, getattr(defaults, name))
+            if isinstance(value, tuple):
+                value = " ".join(map(str, value))
+            flag = f"  --{name.replace('_', '-')} {_flag_type(tps[name])}"
+            extra = f" [range {ranges[name]}]" if name in ranges else ""
+            lines.append(f"{flag}  (default: {value}){extra}")
+            doc = docs.get(name, "")
+            if doc:
+                lines.extend(textwrap.wrap(doc, 100, initial_indent="      ", subsequent_indent="      "))
+        lines.append("")
+
+    algo_names = [n for n in cls.field_names() if n not in base_names]
+    block(f"{algo} hyperparameters:", algo_names)
+    block("run settings (every algorithm):", [n for n in cls.field_names() if n in base_names and n != "env"])
+    return "\n".join(lines)
+
+
+def _parse_overrides(algo: str, tokens: list[str]) -> dict[str, Any]:
+    """``--key value`` pairs -> {field: raw value}; unknown keys end in a one-line error with suggestions."""
+    from pgrad.algos import get_algo
+    from pgrad.config import field_types
+
+    cls = get_algo(algo).Config
+    tps = field_types(cls)
+    names = cls.field_names()
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if not tok.startswith("--"):
+            raise ConfigError(f"unexpected argument {tok!r}: hyperparameters are given as --name value")
+        key, _, inline = tok[2:].partition("=")
+        name = key.replace("-", "_")
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=3)
+            hint = f"; did you mean {', '.join('--' + c.replace('_', '-') for c in close)}?" if close else \
+                f"; `pgrad train {algo} --help` lists them"
+            raise ConfigError(f"unknown hyperparameter --{key} for {algo}{hint}")
+        values: list[str] = [inline] if inline else []
+        j = i + 1
+        if not inline:
+            while j < len(tokens) and not (tokens[j].startswith("--") and not _is_number(tokens[j])):
+                values.append(tokens[j])
+                j += 1
+        tp = tps[name]
+        if typing.get_origin(tp) is tuple:
+            if not values:
+                raise ConfigError(f"--{key} needs one or more values")
+            out[name] = values
+        elif tp is bool and not values:
+            out[name] = True
+        else:
+            if len(values) != 1:
+                raise ConfigError(f"--{key} takes exactly one value, got {len(values)}")
+            out[name] = values[0]
+        i = j
+    return out
+
+
+def _is_number(tok: str) -> bool:
+    try:
+        float(tok)
+        return True
+    except ValueError:
+        return False
+
+
+# ----------------------------------------------------------------------------- train
+TRAIN_USAGE = """usage: pgrad train ALGO ENV [--steps N] [--seed S] [--out DIR] [--resume DIR] [--KEY VALUE ...]
+       pgrad train --resume RUN_DIR [--steps N]
+       pgrad train ALGO --help        every hyperparameter of ALGO, with its docstring and default
+"""
+
+
+def cmd_train(argv: list[str]) -> int:
+    from pgrad.algos import ALGOS, summary
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print(TRAIN_USAGE)
+        print("algorithms:")
+        for name in ALGOS:
+            print(f"  {name:15s} {summary(ALGOS[name])}")
+        from pgrad.config import BaseConfig
+
+        print("\nrun settings (every algorithm; `pgrad train ALGO --help` adds the algorithm's own):")
+        for name, doc in BaseConfig.docs().items():
+            if name != "env":
+                print(f"  --{name.replace('_', '-'):18s} {doc}")
+        return 0
+    positional: list[str] = []
+    rest = list(argv)
+    while rest and not rest[0].startswith("-") and len(positional) < 2:
+        positional.append(rest.pop(0))
+    resume = None
+    if "--resume" in rest:
+        k = rest.index("--resume")
+        if k + 1 >= len(rest):
+            raise ConfigError("--resume needs a run directory")
+        resume = rest[k + 1]
+        del rest[k:k + 2]
+    if not positional and resume is None:
+        raise ConfigError("name an algorithm: pgrad train ALGO ENV (see `pgrad list`)")
+    if not positional:
+        import yaml
+
+        cfg_path = Path(resume) / "config.yaml"
+        if not cfg_path.exists():
+            raise PgradError(f"{resume} is not a pgrad run directory (no config.yaml)")
+        saved = yaml.safe_load(cfg_path.read_text()) or {}
+        positional = [saved.get("algo", ""), saved.get("env", "")]
+    algo = positional[0]
+    ALGOS[algo]  # unknown algorithm -> one-line error
+    env_id = positional[1] if len(positional) > 1 else None
+    if "-h" in rest or "--help" in rest:
+        print(_config_help(algo, env_id))
+        return 0
+    if env_id is None and resume is None:
+        raise ConfigError(f"name an environment: pgrad train {algo} ENV (e.g. CartPole-v1)")
+    overrides = _parse_overrides(algo, rest)
+    from pgrad.api import train
+
+    agent = train(algo, env_id, resume=resume, out=overrides.pop("out", None), **overrides)
+    res = agent.evaluate(episodes=20)
+    print(f"evaluation ({'best' if agent.cfg.select == 'best' else 'last'} policy, 20 episodes, deterministic): "
+          f"{res.mean_return:.2f} ± {res.std_return:.2f}")
+    print(f"run directory: {agent.run_dir}")
+    print(f"learning curve: {agent.run_dir / 'curve.png'}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- eval, plot, list
+def cmd_eval(argv: list[str]) -> int:
+    p = _Parser(prog="pgrad eval", description="Evaluate a run directory or checkpoint deterministically.")
+    p.add_argument("run", help="run directory (uses best.pt, else last.pt) or a checkpoint file")
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--seed", type=int, default=12_345)
+    p.add_argument("--env", default=None, help="evaluate on this env id instead of the training env")
+    args = p.parse_args(argv)
+    if args.episodes < 1:
+        raise ConfigError("--episodes must be at least 1")
+    from pgrad.api import load
+
+    agent = load(args.run, env=args.env)
+    res = agent.evaluate(episodes=args.episodes, seed=args.seed, env=args.env)
+    print(f"{agent.algo} on {args.env or agent.spec.env_id} (step {agent.step}): "
+          f"mean return {res.mean_return:.2f} ± {res.std_return:.2f} over {args.episodes} episodes")
+    return 0
+
+
+def cmd_plot(argv: list[str]) -> int:
+    p = _Parser(prog="pgrad plot", description="Overlay the learning curves of runs in one PNG.")
+    p.add_argument("runs", nargs="+", help="run directories")
+    p.add_argument("-o", "--output", default="curve.png")
+    p.add_argument("--title", default=None)
+    args = p.parse_args(argv)
+    for r in args.runs:
+        if not (Path(r) / "progress.csv").exists() and not (Path(r) / "evaluations.csv").exists():
+            raise PgradError(f"{r} is not a pgrad run directory (no progress.csv)")
+    from pgrad.plot import plot_runs
+
+    out = plot_runs(args.runs, args.output, args.title)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_list(argv: list[str]) -> int:
+    p = _Parser(prog="pgrad list", description="List algorithms (or environments).")
+    p.add_argument("--envs", action="store_true", help="list registered Gymnasium environment ids")
+    args = p.parse_args(argv)
+    if args.envs:
+        import gymnasium as gym
+
+        for k in sorted(gym.registry.keys()):
+            print(k)
+        return 0
+    from pgrad.algos import ALGOS, POST_ORDER, summary
+
+    print(f"{'algorithm':15s} {'actions':15s} description")
+    for name in ALGOS:
+        m = ALGOS[name]
+        print(f"{name:15s} {','.join(m.SPACES):15s} {summary(m)}")
+    missing = [n for n in POST_ORDER if n not in ALGOS]
+    if missing:
+        print(f"\nnot yet implemented: {', '.join(missing)}")
+    return 0
+
+
+BUILTIN = {
+    "train": ("train an algorithm on an environment", cmd_train),
+    "eval": ("evaluate a run or checkpoint", cmd_eval),
+    "plot": ("plot learning curves of runs", cmd_plot),
+    "list": ("list algorithms or environments", cmd_list),
+}
+
+
+def _load_plugins() -> None:
+    """Import modules that register extra subcommands (theory, compare, bench) when they exist."""
+    import importlib
+
+    for mod in ("pgrad.theory.cli", "pgrad.compare", "pgrad.bench"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name is None or not mod.startswith(e.name):
+                raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        _load_plugins()
+        commands = {**BUILTIN, **COMMANDS}
+        if not argv or argv[0] in ("-h", "--help"):
+            print("usage: pgrad COMMAND ...\n\ncommands:")
+            for name, (help_, _) in commands.items():
+                print(f"  {name:8s} {help_}")
+            print("\n`pgrad COMMAND --help` for details. Quick start: pgrad train ppo CartPole-v1")
+            return 0
+        cmd = argv[0]
+        if cmd not in commands:
+            close = difflib.get_close_matches(cmd, list(commands), n=1)
+            hint = f"; did you mean {close[0]}?" if close else f"; commands: {', '.join(commands)}"
+            raise PgradError(f"unknown command {cmd!r}{hint}")
+        return commands[cmd][1](argv[1:]) or 0
+    except PgradError as e:
+        msg = " ".join(str(e).split())
+        print(f"pgrad: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pgrad: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

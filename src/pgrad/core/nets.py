@@ -1,0 +1,124 @@
+"""Networks: MLPs with orthogonal initialisation, policy heads, value and action-value networks.
+
+Every module maps a float tensor of observations [B, obs_dim] to its output; distributions come from
+pgrad.core.distributions.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Sequence
+
+import torch
+from torch import nn
+
+from pgrad.core.distributions import Categorical, DiagGaussian
+from pgrad.envs import EnvSpec
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
+Activation = Literal["tanh", "relu", "elu", "gelu"]  # the type of every Config.activation field
+
+
+def init_linear(layer: nn.Linear, gain: float) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: str = "tanh",
+        out_gain: float = 1.0, hidden_gain: float = math.sqrt(2)) -> nn.Sequential:
+    """in -> hidden[0] -> ... -> out, activation between layers, orthogonal init (gain sqrt 2 inside)."""
+    act = ACTIVATIONS[activation]
+    layers: list[nn.Module] = []
+    d = in_dim
+    for h in hidden:
+        layers += [init_linear(nn.Linear(d, h), hidden_gain), act()]
+        d = h
+    layers.append(init_linear(nn.Linear(d, out_dim), out_gain))
+    return nn.Sequential(*layers)
+
+
+class CategoricalPolicy(nn.Module):
+    """π_θ(a|s) = softmax(f_θ(s))."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden: Sequence[int], activation: str = "tanh"):
+        super().__init__()
+        self.logits = mlp(obs_dim, hidden, n_actions, activation, out_gain=0.01)
+
+    def forward(self, obs: torch.Tensor) -> Categorical:
+        return Categorical(self.logits(obs))
+
+
+class GaussianPolicy(nn.Module):
+    """π_θ(a|s) = N(f_θ(s), diag(σ)^2) with a state-independent learned log σ."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], activation: str = "tanh",
+                 log_std_init: float = 0.0):
+        super().__init__()
+        self.mean = mlp(obs_dim, hidden, act_dim, activation, out_gain=0.01)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
+
+    def forward(self, obs: torch.Tensor) -> DiagGaussian:
+        return DiagGaussian(self.mean(obs), self.log_std)
+
+
+def policy_net(spec: EnvSpec, hidden: Sequence[int], activation: str = "tanh",
+               log_std_init: float = 0.0) -> nn.Module:
+    """The stochastic policy for the env's action space: Categorical (Discrete) or DiagGaussian (Box)."""
+    if spec.action_kind == "discrete":
+        return CategoricalPolicy(spec.obs_dim, spec.n_actions, hidden, activation)
+    return GaussianPolicy(spec.obs_dim, spec.n_actions, hidden, activation, log_std_init)
+
+
+class ValueNet(nn.Module):
+    """V_w(s)."""
+
+    def __init__(self, obs_dim: int, hidden: Sequence[int], activation: str = "tanh"):
+        super().__init__()
+        self.v = mlp(obs_dim, hidden, 1, activation, out_gain=1.0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.v(obs).squeeze(-1)
+
+
+class QNet(nn.Module):
+    """Q_w(s, a) for continuous actions: an MLP on the concatenation [s, a]."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], activation: str = "relu"):
+        super().__init__()
+        self.q = mlp(obs_dim + act_dim, hidden, 1, activation, out_gain=1.0)
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return self.q(torch.cat([obs, act], -1)).squeeze(-1)
+
+
+class DiscreteQNet(nn.Module):
+    """Q_w(s, ·) for discrete actions: one output per action."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden: Sequence[int], activation: str = "relu"):
+        super().__init__()
+        self.q = mlp(obs_dim, hidden, n_actions, activation, out_gain=1.0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.q(obs)
+
+
+class ActionBounds(nn.Module):
+    """The env's Box bounds as buffers (saved with the networks): clip Gaussian samples or rescale [-1, 1]."""
+
+    def __init__(self, spec: EnvSpec):
+        super().__init__()
+        box = spec.action_kind == "box"
+        self.register_buffer("low", torch.as_tensor(spec.act_low if box else [], dtype=torch.float32))
+        self.register_buffer("high", torch.as_tensor(spec.act_high if box else [], dtype=torch.float32))
+
+    def clip(self, a: torch.Tensor) -> torch.Tensor:
+        return torch.max(torch.min(a, self.high), self.low)
+
+    def scale(self, a: torch.Tensor) -> torch.Tensor:
+        """[-1, 1] -> [low, high]."""
+        return self.low + (a + 1.0) * 0.5 * (self.high - self.low)
+
+    def unscale(self, a: torch.Tensor) -> torch.Tensor:
+        """[low, high] -> [-1, 1]."""
+        return 2.0 * (a - self.low) / (self.high - self.low) - 1.0

@@ -1,0 +1,54 @@
+"""On-policy storage: preallocated [T, N, ...] tensors filled in place, and a minibatch index iterator.
+
+No advantage logic lives here: estimators in pgrad.core.returns read the tensors.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from pgrad.envs import EnvSpec, Step
+
+
+class Rollout:
+    """T steps of N envs: obs s_t, action a_t, log π(a_t|s_t), r_t, terminated, truncated and s_{t+1}."""
+
+    def __init__(self, T: int, N: int, spec: EnvSpec, device: str | torch.device = "cpu"):
+        self.T, self.N = T, N
+        dev = torch.device(device)
+        act_shape = () if spec.action_kind == "discrete" else (spec.n_actions,)
+        act_dtype = torch.long if spec.action_kind == "discrete" else torch.float32
+        self.obs = torch.zeros(T, N, spec.obs_dim, device=dev)
+        self.next_obs = torch.zeros(T, N, spec.obs_dim, device=dev)
+        self.actions = torch.zeros((T, N) + act_shape, dtype=act_dtype, device=dev)
+        self.logp = torch.zeros(T, N, device=dev)
+        self.rewards = torch.zeros(T, N, device=dev)
+        self.terminated = torch.zeros(T, N, dtype=torch.bool, device=dev)
+        self.truncated = torch.zeros(T, N, dtype=torch.bool, device=dev)
+
+    def store(self, t: int, obs: torch.Tensor, action: torch.Tensor, logp: torch.Tensor, step: Step) -> None:
+        self.obs[t] = obs
+        self.actions[t] = action
+        self.logp[t] = logp
+        self.rewards[t] = step.reward
+        self.terminated[t] = step.terminated
+        self.truncated[t] = step.truncated
+        self.next_obs[t] = step.next_obs
+
+    @property
+    def done(self) -> torch.Tensor:
+        return self.terminated | self.truncated
+
+
+def flat(x: torch.Tensor) -> torch.Tensor:
+    """[T, N, ...] -> [T*N, ...]."""
+    return x.reshape((-1,) + tuple(x.shape[2:]))
+
+
+def minibatches(n: int, batch_size: int, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+    """Indices of a random permutation of range(n) in chunks of batch_size (the last one may be smaller)."""
+    perm = torch.randperm(n, generator=generator)
+    for i in range(0, n, batch_size):
+        yield perm[i:i + batch_size]

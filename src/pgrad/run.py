@@ -1,0 +1,461 @@
+"""The run directory and everything around an algorithm's loop: logs, progress, evaluation, checkpoints, resume.
+
+An algorithm's ``train(cfg, run)`` calls, in order:
+
+    envs = run.make_envs()              # the training VecEnv (restored mid-episode when resuming)
+    nets, opt = build(cfg, run.spec)
+    run.track(nets=nets, opt=opt, ...)  # what checkpoints hold; loaded here when resuming
+    while run.step < cfg.steps:
+        ... collect, update ...
+        if not run.advance(steps, metrics):   # logs, evaluates, checkpoints; False after Ctrl-C
+            break
+    return nets
+
+Helpers, not a callback framework. The layout of a run directory:
+
+    config.yaml  progress.csv  evaluations.csv  events.out.tfevents.*  run.log  curve.png
+    checkpoints/last.pt  checkpoints/best.pt
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import datetime as _dt
+import hashlib
+import io
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import yaml
+
+from pgrad.config import BaseConfig
+from pgrad.envs import EnvSpec, VecEnv, run_episodes
+from pgrad.errors import CheckpointError, NumericsError
+
+FORMAT_VERSION = 1
+_MAGIC = b"PGRADCK1"
+
+
+# ----------------------------------------------------------------------------- checkpoint files
+def save_checkpoint(path: str | Path, obj: dict[str, Any]) -> None:
+    """Atomically write ``obj``: a temp file in the same directory, fsync, then rename over the old file.
+
+    File layout: 8-byte magic, 32-byte SHA-256 of the payload, payload (torch.save). A crash at any point
+    leaves either the previous complete file or the new complete file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    payload = buf.getvalue()
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(_MAGIC)
+        f.write(hashlib.sha256(payload).digest())
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        os.fsync(dfd)
+        os.close(dfd)
+    except OSError:
+        pass
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by save_checkpoint, refusing truncated or corrupted files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    data = path.read_bytes()
+    if len(data) < 40 or data[:8] != _MAGIC:
+        raise CheckpointError(f"{path} is not a pgrad checkpoint (or is truncated); use another checkpoint")
+    digest, payload = data[8:40], data[40:]
+    if hashlib.sha256(payload).digest() != digest:
+        raise CheckpointError(f"{path} is corrupted (checksum mismatch); use checkpoints/best.pt or a backup")
+    try:
+        obj = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad checkpoint
+        raise CheckpointError(f"{path} cannot be read ({type(e).__name__}); it was not written by this pgrad") from None
+    if not isinstance(obj, dict) or obj.get("format") != "pgrad":
+        raise CheckpointError(f"{path} is not a pgrad checkpoint")
+    if obj.get("version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} has format version {obj['version']}; upgrade pgrad to read it")
+    return obj
+
+
+def rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(d: dict[str, Any]) -> None:
+    random.setstate(d["python"])
+    np.random.set_state(d["numpy"])
+    torch.set_rng_state(d["torch"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- the run
+class Run:
+    """One training run: its directory, logs, evaluation, checkpoints and progress display."""
+
+    def __init__(self, algo: str, module: Any, cfg: BaseConfig, factory: Callable, spec: EnvSpec,
+                 directory: Path, resume: dict[str, Any] | None = None):
+        self.algo, self.module, self.cfg, self.factory, self.spec = algo, module, cfg, factory, spec
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "checkpoints").mkdir(exist_ok=True)
+        self._resume = resume
+        self.step = 0
+        self.updates = 0
+        self.episodes = 0
+        self.best_eval = -math.inf
+        self.last_eval: float | None = None
+        self.recent: collections.deque[float] = collections.deque(maxlen=100)
+        self.recent_len: collections.deque[int] = collections.deque(maxlen=100)
+        self.eval_count = 0
+        self.exact_resume = True
+        self.stop_requested = False
+        self.tracked: dict[str, Any] = {}
+        self.envs: VecEnv | None = None
+        self.nets: torch.nn.Module | None = None
+        self.counters_extra: dict[str, float] = {}
+        self._pending: dict[str, float] = {}
+        self._csv_keys: list[str] | None = None
+        self._tb = None
+        self._bar = None
+        self._prev_sigint = None
+
+        torch.set_num_threads(cfg.threads)
+        seed_everything(cfg.seed)
+        self.log_every = cfg.log_every or max(1000, cfg.steps // 200)
+        self.next_log = self.log_every
+        self.next_eval = cfg.eval_every if cfg.eval_every > 0 else math.inf
+        self.next_ckpt = cfg.checkpoint_every if cfg.checkpoint_every > 0 else math.inf
+        if resume is not None:
+            c = resume["train"]["counters"]
+            self.step, self.updates, self.episodes = c["step"], c["updates"], c["episodes"]
+            self.best_eval, self.last_eval, self.eval_count = c["best_eval"], c["last_eval"], c["eval_count"]
+            self.recent.extend(c["recent"])
+            self.recent_len.extend(c["recent_len"])
+            self.next_log, self.next_eval, self.next_ckpt = c["next_log"], c["next_eval"], c["next_ckpt"]
+            if cfg.eval_every > 0 and self.next_eval == math.inf:
+                self.next_eval = self.step + cfg.eval_every
+            self.counters_extra = dict(c.get("extra", {}))
+            self._truncate_csv("progress.csv", self.step)
+            self._truncate_csv("evaluations.csv", self.step)
+            self.log_event(f"resumed at step {self.step}")
+        else:
+            with open(self.dir / "config.yaml", "w") as f:
+                yaml.safe_dump({"algo": algo, **cfg.to_dict()}, f, sort_keys=False)
+            self.log_event(f"started {algo} on {spec.env_id} for {cfg.steps} steps (seed {cfg.seed})")
+        self._t0 = time.perf_counter()
+        self._step0 = self.step
+
+    # ---------------------------------------------------------------- setup used by algorithms
+    def make_envs(self, num_envs: int | None = None, gamma: float | None = None) -> VecEnv:
+        """The training vector env: seeded from cfg.seed, restored mid-episode when resuming."""
+        cfg = self.cfg
+        gamma = gamma if gamma is not None else getattr(cfg, "gamma", 0.99)
+        envs = VecEnv(self.factory, num_envs or cfg.num_envs, cfg.seed, self.spec,
+                      vectorization=cfg.vectorization, norm_obs=cfg.norm_obs, norm_reward=cfg.norm_reward,
+                      clip_obs=cfg.clip_obs, gamma=gamma, device=cfg.device)
+        if self._resume is not None and "envs" in self._resume["train"]:
+            self.exact_resume = envs.load_state_dict(self._resume["train"]["envs"])
+            if not self.exact_resume:
+                self.log_event("the env could not be restored mid-episode (not picklable): episodes restart")
+        self.envs = envs
+        return envs
+
+    def track(self, nets: torch.nn.Module, **others: Any) -> None:
+        """Register what checkpoints hold. ``nets`` are the networks the policy needs (module.act uses them);
+        ``others`` are optimisers, replay buffers, noise processes: anything with state_dict/load_state_dict.
+        When resuming, their states and the RNG states are restored now."""
+        self.nets = nets
+        self.tracked = {"nets": nets, **others}
+        if self._resume is not None:
+            st = self._resume["train"]["tracked"]
+            for name, obj in self.tracked.items():
+                if name not in st:
+                    raise CheckpointError(f"checkpoint has no state for {name!r}; it was written by another version")
+                obj.load_state_dict(st[name])
+            set_rng_state(self._resume["train"]["rng"])
+        self._install_sigint()
+        self._start_progress()
+
+    # ---------------------------------------------------------------- per-iteration
+    def advance(self, steps: int, metrics: dict[str, torch.Tensor] | None = None, updates: int = 1) -> bool:
+        """Count ``steps`` env steps and ``updates`` updates, then log, evaluate and checkpoint when due.
+
+        Returns False when the run should stop (Ctrl-C): the algorithm breaks out of its loop.
+        """
+        self.step += steps
+        self.updates += updates
+        if self.envs is not None:
+            for ret, length in self.envs.pop_finished():
+                self.recent.append(ret)
+                self.recent_len.append(length)
+                self.episodes += 1
+        if metrics:
+            vals = torch.stack([torch.as_tensor(v, dtype=torch.float32).detach().reshape(()) for v in metrics.values()])
+            if not bool(torch.isfinite(vals).all()):
+                bad = [k for k, v in zip(metrics, vals.tolist()) if not math.isfinite(v)]
+                raise NumericsError(
+                    f"non-finite {', '.join(bad)} at step {self.step} (update {self.updates}); "
+                    f"last good checkpoint kept at {self.dir / 'checkpoints' / 'last.pt'}; "
+                    "try a lower learning rate or norm_obs=true")
+            self._pending = dict(zip(metrics.keys(), vals.tolist()))
+        if self.step >= self.next_log:
+            self._log_row()
+            while self.next_log <= self.step:
+                self.next_log += self.log_every
+        if self.step >= self.next_eval and self.step < self.cfg.steps:
+            self.evaluate_now()
+            while self.next_eval <= self.step:
+                self.next_eval += self.cfg.eval_every
+        if self.step >= self.next_ckpt and self.step < self.cfg.steps:
+            self.save()
+            while self.next_ckpt <= self.step:
+                self.next_ckpt += self.cfg.checkpoint_every
+        self._update_progress()
+        return not self.stop_requested
+
+    # ---------------------------------------------------------------- evaluation
+    def act_fn(self) -> Callable[[torch.Tensor], np.ndarray]:
+        nets, module = self.nets, self.module
+        return lambda obs: module.act(nets, obs, True)
+
+    def evaluate_now(self) -> float:
+        """Deterministic evaluation on fresh envs (seeds differ per evaluation); saves best.pt on a new best."""
+        assert self.nets is not None
+        obs_norm = self.envs.obs_norm if self.envs is not None else None
+        seed = self.cfg.seed + 1_000_000 + 1000 * self.eval_count
+        rets = run_episodes(self.act_fn(), self.factory, self.spec, self.cfg.eval_episodes, seed,
+                            obs_norm=obs_norm, device=self.cfg.device)
+        self.eval_count += 1
+        mean, std = float(np.mean(rets)), float(np.std(rets))
+        self.last_eval = mean
+        new_path = self.dir / "evaluations.csv"
+        write_header = not new_path.exists()
+        with open(new_path, "a", newline="") as f:
+            w = csv.writer(f)
+            if write_header:
+                w.writerow(["step", "mean_return", "std_return", "episodes"])
+            w.writerow([self.step, mean, std, len(rets)])
+        if self._tb is not None:
+            self._tb.add_scalar("eval/mean_return", mean, self.step)
+        if mean >= self.best_eval:
+            self.best_eval = mean
+            save_checkpoint(self.dir / "checkpoints" / "best.pt", self._policy_payload(eval_return=mean))
+        self.log_event(f"step {self.step}: evaluation {mean:.2f} ± {std:.2f} over {len(rets)} episodes")
+        return mean
+
+    # ---------------------------------------------------------------- checkpoints
+    def _policy_payload(self, **extra: Any) -> dict[str, Any]:
+        obs_norm = self.envs.obs_norm.state_dict() if self.envs is not None else None
+        return {
+            "format": "pgrad", "version": FORMAT_VERSION, "algo": self.algo, "env_id": self.spec.env_id,
+            "spec": self.spec.to_dict(), "config": self.cfg.to_dict(), "step": self.step,
+            "nets": self.nets.state_dict(), "obs_norm": obs_norm, **extra,
+        }
+
+    def save(self) -> Path:
+        """Write checkpoints/last.pt with everything needed to continue this run exactly."""
+        payload = self._policy_payload()
+        payload["train"] = {
+            "tracked": {k: v.state_dict() for k, v in self.tracked.items()},
+            "rng": rng_state(),
+            "envs": self.envs.state_dict() if self.envs is not None else None,
+            "counters": {
+                "step": self.step, "updates": self.updates, "episodes": self.episodes,
+                "best_eval": self.best_eval, "last_eval": self.last_eval, "eval_count": self.eval_count,
+                "recent": list(self.recent), "recent_len": list(self.recent_len),
+                "next_log": self.next_log, "next_eval": self.next_eval, "next_ckpt": self.next_ckpt,
+                "extra": self.counters_extra,
+            },
+        }
+        if payload["train"]["envs"] is None:
+            del payload["train"]["envs"]
+        path = self.dir / "checkpoints" / "last.pt"
+        save_checkpoint(path, payload)
+        return path
+
+    # ---------------------------------------------------------------- logging
+    def log_event(self, msg: str) -> None:
+        stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        with open(self.dir / "run.log", "a") as f:
+            f.write(f"{stamp} {msg}\n")
+
+    def _truncate_csv(self, name: str, step: int) -> None:
+        path = self.dir / name
+        if not path.exists():
+            return
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            return
+        kept = [rows[0]] + [r for r in rows[1:] if r and float(r[0]) <= step]
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows(kept)
+
+    def _log_row(self) -> None:
+        elapsed = time.perf_counter() - self._t0
+        row: dict[str, Any] = {
+            "step": self.step, "time": round(elapsed, 3),
+            "steps_per_s": round((self.step - self._step0) / max(elapsed, 1e-9), 1),
+            "episodes": self.episodes, "updates": self.updates,
+            "return_mean": float(np.mean(self.recent)) if self.recent else "",
+            "length_mean": float(np.mean(self.recent_len)) if self.recent_len else "",
+        }
+        for k, v in self._pending.items():
+            row[k] = v
+        path = self.dir / "progress.csv"
+        if self._csv_keys is None and path.exists() and path.stat().st_size > 0:
+            with open(path, newline="") as f:
+                self._csv_keys = next(csv.reader(f), None)
+        if self._csv_keys is None or any(k not in self._csv_keys for k in row):
+            old: list[dict[str, str]] = []
+            if path.exists() and path.stat().st_size > 0:
+                with open(path, newline="") as f:
+                    old = list(csv.DictReader(f))
+            self._csv_keys = list(dict.fromkeys((self._csv_keys or []) + list(row)))
+            with open(path, "w", newline="") as f:
+                w = csv.DictWriter(f, self._csv_keys)
+                w.writeheader()
+                w.writerows(old)
+        with open(path, "a", newline="") as f:
+            csv.DictWriter(f, self._csv_keys).writerow(row)
+        if self._tb is not None:
+            for k, v in row.items():
+                if k != "step" and v != "":
+                    self._tb.add_scalar(("charts/" if k in ("return_mean", "length_mean", "steps_per_s") else "train/") + k,
+                                        float(v), self.step)
+
+    # ---------------------------------------------------------------- progress display
+    def _start_progress(self) -> None:
+        if self.cfg.tensorboard and self._tb is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.dir), purge_step=self.step if self._resume else None)
+        if not self.cfg.progress:
+            return
+        self._tty = sys.stdout.isatty()
+        self._next_line = self.step
+        if self._tty:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(
+                TextColumn(f"[bold]{self.algo}[/] {self.spec.env_id}"), BarColumn(),
+                TextColumn("{task.completed:,}/{task.total:,} steps"),
+                TextColumn("{task.fields[sps]} steps/s"), TextColumn("return {task.fields[ret]}"),
+                TextColumn("eval {task.fields[ev]}"), TimeRemainingColumn(), transient=False,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("train", total=self.cfg.steps, completed=self.step,
+                                            sps="-", ret="-", ev="-")
+
+    def _fields(self) -> tuple[str, str, str]:
+        elapsed = time.perf_counter() - self._t0
+        sps = f"{(self.step - self._step0) / max(elapsed, 1e-9):,.0f}"
+        ret = f"{np.mean(self.recent):.1f}" if self.recent else "-"
+        ev = f"{self.last_eval:.1f}" if self.last_eval is not None else "-"
+        return sps, ret, ev
+
+    def _update_progress(self) -> None:
+        if not self.cfg.progress:
+            return
+        if self._bar is not None:
+            sps, ret, ev = self._fields()
+            self._bar.update(self._task, completed=min(self.step, self.cfg.steps), sps=sps, ret=ret, ev=ev)
+        elif self.step >= self._next_line:
+            sps, ret, ev = self._fields()
+            pct = 100.0 * self.step / self.cfg.steps
+            print(f"[{self.algo} {self.spec.env_id}] {self.step:,}/{self.cfg.steps:,} steps ({pct:.0f}%) "
+                  f"{sps} steps/s  return {ret}  eval {ev}", flush=True)
+            self._next_line = self.step + max(1, self.cfg.steps // 10)
+
+    # ---------------------------------------------------------------- Ctrl-C
+    def _install_sigint(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.stop_requested:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                raise KeyboardInterrupt
+            self.stop_requested = True
+            print("\npgrad: stopping after this update and saving a checkpoint (Ctrl-C again to abort)",
+                  file=sys.stderr, flush=True)
+
+        self._prev_sigint = signal.signal(signal.SIGINT, handler)
+
+    # ---------------------------------------------------------------- the end
+    def finish(self) -> dict[str, Any]:
+        """Final evaluation, last.pt, curve.png; returns a summary."""
+        if self.nets is not None and not self.stop_requested:
+            self.evaluate_now()
+        if self.nets is not None:
+            self.save()
+        if self._pending_row_due():
+            self._log_row()
+        self.close()
+        try:
+            from pgrad.plot import plot_runs
+
+            plot_runs([self.dir], self.dir / "curve.png")
+        except Exception as e:  # noqa: BLE001 - a plot failure must never lose a run
+            self.log_event(f"curve.png not written: {e}")
+        self.log_event(f"finished at step {self.step}" + (" (interrupted)" if self.stop_requested else ""))
+        return {"step": self.step, "last_eval": self.last_eval, "best_eval": self.best_eval}
+
+    def _pending_row_due(self) -> bool:
+        path = self.dir / "progress.csv"
+        if not path.exists():
+            return True
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        return len(rows) < 2 or rows[-1][0] != str(self.step)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+        if self._prev_sigint is not None:
+            signal.signal(signal.SIGINT, self._prev_sigint)
+            self._prev_sigint = None
+        if self.envs is not None:
+            self.envs.close()
+
+
+def default_run_dir(algo: str, env_id: str, seed: int) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    safe_env = env_id.replace("/", "_").replace(":", "_")
+    base = Path("runs") / f"{algo}-{safe_env}-s{seed}-{stamp}"
+    path, k = base, 1
+    while path.exists():
+        k += 1
+        path = Path(f"{base}-{k}")
+    return path
+
+
+__all__ = ["Run", "save_checkpoint", "load_checkpoint", "default_run_dir"]

@@ -1,0 +1,73 @@
+"""data.replay n-step transitions against a slow loop over the stored episodes."""
+
+from __future__ import annotations
+
+import torch
+
+from pgrad.data.replay import ReplayBuffer
+
+
+def fill(buf, T, N, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    log = []
+    for t in range(T):
+        obs = torch.randn(N, 3, generator=g)
+        act = torch.randn(N, 2, generator=g)
+        rew = torch.randn(N, generator=g)
+        u = torch.rand(N, generator=g)
+        term, trunc = u < 0.1, (u >= 0.1) & (u < 0.2)
+        nxt = torch.randn(N, 3, generator=g)
+        buf.add(obs, act, rew, term, trunc, nxt)
+        log.append((obs, act, rew, term, trunc, nxt))
+    return log
+
+
+def reference(log, t, i, n, gamma):
+    ret, k = 0.0, 0
+    while True:
+        _, _, rew, term, trunc, nxt = log[t + k]
+        ret += gamma ** k * rew[i].item()
+        if term[i] or trunc[i] or k == n - 1:
+            disc = 0.0 if term[i] else gamma ** (k + 1)
+            return ret, nxt[i], disc
+        k += 1
+
+
+def test_nstep_transitions_match_loop():
+    n, gamma, N, T = 3, 0.9, 4, 40
+    buf = ReplayBuffer(1000, N, (3,), (2,), n_step=n, gamma=gamma)
+    log = fill(buf, T, N)
+    rows = torch.arange(T - n + 1).repeat_interleave(N)
+    envs = torch.arange(N).repeat(T - n + 1)
+    out = buf.gather(rows, envs)
+    for j in range(len(rows)):
+        t, i = rows[j].item(), envs[j].item()
+        ret, nxt, disc = reference(log, t, i, n, gamma)
+        assert abs(out["rewards"][j].item() - ret) < 1e-5
+        assert torch.allclose(out["next_obs"][j], nxt)
+        assert abs(out["discount"][j].item() - disc) < 1e-6
+        assert torch.equal(out["obs"][j], log[t][0][i])
+
+
+def test_wraparound_only_samples_complete_windows():
+    n, N = 4, 2
+    buf = ReplayBuffer(40, N, (3,), (2,), n_step=n, gamma=0.99)
+    fill(buf, 57, N, seed=1)
+    assert buf.full and len(buf) == (20 - (n - 1)) * N
+    torch.manual_seed(0)
+    rows, _ = buf.sample_index(5000)
+    # the newest n-1 rows (just before pos) are never sampled
+    newest = {(buf.pos - k) % buf.rows for k in range(1, n)}
+    assert not set(rows.tolist()) & newest
+
+
+def test_one_step_and_state_roundtrip():
+    buf = ReplayBuffer(100, 2, (3,), (2,), n_step=1, gamma=0.5)
+    log = fill(buf, 10, 2, seed=2)
+    out = buf.gather(torch.tensor([4]), torch.tensor([1]))
+    _, _, rew, term, trunc, nxt = log[4]
+    assert abs(out["rewards"][0].item() - rew[1].item()) < 1e-6
+    assert abs(out["discount"][0].item() - (0.0 if term[1] else 0.5)) < 1e-6
+    buf2 = ReplayBuffer(100, 2, (3,), (2,), n_step=1, gamma=0.5)
+    buf2.load_state_dict(buf.state_dict())
+    assert buf2.pos == buf.pos and torch.equal(buf2.fields["obs"], buf.fields["obs"])
