@@ -122,3 +122,62 @@ class ActionBounds(nn.Module):
     def unscale(self, a: torch.Tensor) -> torch.Tensor:
         """[low, high] -> [-1, 1]."""
         return 2.0 * (a - self.low) / (self.high - self.low) - 1.0
+
+
+class StackedMLP(nn.Module):
+    """K MLPs of the same shape evaluated as one batched matmul per layer (twin critics, ensembles).
+
+    Parameters are stacked: weight [K, in, out], bias [K, 1, out]. Input [B, in] is shared by all members,
+    input [K, B, in] gives each member its own batch; output is [K, B, out]. Equal to K separate ``mlp``s
+    with the same weights (tested), with one kernel per layer instead of K.
+    """
+
+    def __init__(self, k: int, in_dim: int, hidden: Sequence[int], out_dim: int, activation: str = "relu",
+                 out_gain: float = 1.0, hidden_gain: float = math.sqrt(2)):
+        super().__init__()
+        self.k = k
+        dims = [in_dim, *hidden, out_dim]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+            gain = out_gain if i == len(dims) - 2 else hidden_gain
+            w = torch.empty(k, d_out, d_in)
+            for j in range(k):
+                nn.init.orthogonal_(w[j], gain)
+            self.weights.append(nn.Parameter(w.transpose(1, 2).contiguous()))
+            self.biases.append(nn.Parameter(torch.zeros(k, 1, d_out)))
+        self.act = ACTIVATIONS[activation]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(self.k, -1, -1)
+        n = len(self.weights)
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            x = torch.baddbmm(b, x, w)
+            if i < n - 1:
+                x = self.act(x)
+        return x
+
+    def member(self, j: int) -> nn.Sequential:
+        """Member j as an ordinary (independent, copied) MLP."""
+        layers: list[nn.Module] = []
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            lin = nn.Linear(w.shape[1], w.shape[2])
+            with torch.no_grad():
+                lin.weight.copy_(w[j].T)
+                lin.bias.copy_(b[j, 0])
+            layers.append(lin)
+            if i < len(self.weights) - 1:
+                layers.append(type(self.act)())
+        return nn.Sequential(*layers)
+
+
+class StackedQ(nn.Module):
+    """K critics Q_{w_k}(s, a) in one StackedMLP: forward(obs [B, D], act [B, A]) -> [K, B]."""
+
+    def __init__(self, k: int, obs_dim: int, act_dim: int, hidden: Sequence[int], activation: str = "relu"):
+        super().__init__()
+        self.net = StackedMLP(k, obs_dim + act_dim, hidden, 1, activation)
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, act], -1)).squeeze(-1)
