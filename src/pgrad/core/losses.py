@@ -63,3 +63,90 @@ def clipped_surrogate(logp: torch.Tensor, logp_old: torch.Tensor, adv: torch.Ten
 def entropy_loss(entropy: torch.Tensor) -> torch.Tensor:
     """-E[H(π_θ(·|s))]: adding c2 times this to a loss is the post's entropy bonus c2 H(s, π_θ(.))."""
     return -entropy.mean()
+
+
+# ----------------------------------------------------------------------------- DPG family (post: DPG, DDPG, TD3, D4PG)
+def dpg_actor_loss(q_mu: torch.Tensor) -> torch.Tensor:
+    """-E_s[Q_w(s, μ_θ(s))] (post: DPG). Its gradient is the deterministic policy gradient theorem's
+    -E_s[∇_a Q_w(s, a)|_{a=μ_θ(s)} ∇_θ μ_θ(s)]: q_mu [B] must be computed from a = μ_θ(s) with the gradient
+    flowing through a (take gradients with respect to θ only, so the critic's weights are not touched).
+    For a distributional critic pass its mean E[Z_w(s, μ_θ(s))] (post: D4PG, ``categorical_mean``).
+    """
+    return -q_mu.mean()
+
+
+def smoothed_target_action(mu_next: torch.Tensor, sigma: float, noise_clip: float, low: float = -1.0,
+                           high: float = 1.0) -> torch.Tensor:
+    """TD3 target policy smoothing: ã = clip(μ_θ'(s') + clip(ε, -c, c), low, high), ε ~ N(0, σ²)
+    (Fujimoto et al., 2018, eq. 15). mu_next: [B, A] target actor at s'. σ = 0 returns μ_θ'(s') (DDPG)."""
+    if sigma == 0.0:
+        return mu_next
+    eps = (torch.randn_like(mu_next) * sigma).clamp(-noise_clip, noise_clip)
+    return (mu_next + eps).clamp(low, high)
+
+
+def clipped_double_q_target(r: torch.Tensor, discount: torch.Tensor, q_next: torch.Tensor) -> torch.Tensor:
+    """y = r + γ^n (1 - terminated) min_k Q_w'k(s', ã) (TD3's clipped double Q, Fujimoto et al., 2018, eq. 10).
+
+    r: [B] (n-step) rewards, discount: [B] γ^n (1 - terminated) from the replay buffer, q_next: [K, B] target
+    critics at (s', ã) or [B]. With one critic (K = 1) and ã = μ_θ'(s') this is DDPG's target
+    y = r + γ Q_w'(s', μ_θ'(s')) (post: DDPG). Detached: it is a regression target.
+    """
+    q_min = q_next.min(0).values if q_next.dim() > 1 else q_next
+    return (r + discount * q_min).detach()
+
+
+def q_regression_loss(q: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Σ_k E[w (Q_wk(s, a) - y)²]: the critics' TD loss (post: DDPG's critic, the DQN loss), summed over the K
+    critics of q [K, B] (or q [B]); ``weights`` [B] are prioritised replay's importance weights (1 if None)."""
+    y = y.detach()
+    se = (q - y).pow(2)
+    if weights is not None:
+        se = se * weights
+    return se.mean(-1).sum() if q.dim() > 1 else se.mean()
+
+
+def categorical_mean(logits: torch.Tensor, atoms: torch.Tensor) -> torch.Tensor:
+    """Q_w(s, a) = E[Z_w(s, a)] = Σ_i softmax(logits)_i z_i (post: D4PG); logits [B, M], atoms [M] -> [B]."""
+    return (torch.softmax(logits, -1) * atoms).sum(-1)
+
+
+def categorical_projection(r: torch.Tensor, discount: torch.Tensor, probs_next: torch.Tensor,
+                           atoms: torch.Tensor) -> torch.Tensor:
+    """Φ T Z: the distributional Bellman target r + γ^n Z_w'(s', μ'(s')) projected onto the fixed support
+    (Bellemare et al., 2017, Alg. 1; post: D4PG's 𝒯_{μ_θ} Z_w').
+
+    r: [B], discount: [B] γ^n (1 - terminated), probs_next: [B, M] target probabilities of the atoms
+    z_0 < ... < z_{M-1} (evenly spaced from v_min to v_max) at s'. Each shifted atom Tz_j = r + γ^n z_j,
+    clipped to [v_min, v_max], at fractional position b_j = (Tz_j - v_min) / Δz, gives its mass p_j to the
+    atoms ⌊b_j⌋ and ⌊b_j⌋ + 1 in proportions 1 - (b_j - ⌊b_j⌋) and b_j - ⌊b_j⌋: the two shares sum to
+    p_j, so every row of the result sums to Σ_j p_j (probability mass preserved, including when b_j is an
+    integer, where the naive floor/ceil split drops the mass). Returns [B, M], detached.
+    """
+    M = atoms.shape[0]
+    v_min, v_max = atoms[0], atoms[-1]
+    dz = (v_max - v_min) / (M - 1)
+    tz = (r.unsqueeze(-1) + discount.unsqueeze(-1) * atoms).clamp(v_min, v_max)
+    b = (tz - v_min) / dz
+    lo = b.floor().clamp(0, M - 2)
+    frac = b - lo  # in [0, 1]; 1 only at b = M - 1
+    lo = lo.long()
+    p = probs_next.detach()
+    m = torch.zeros_like(p)
+    m.scatter_add_(-1, lo, p * (1.0 - frac))
+    m.scatter_add_(-1, lo + 1, p * frac)
+    return m
+
+
+def categorical_loss(logits: torch.Tensor, target_probs: torch.Tensor,
+                     weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """D4PG's distributional TD error d(Φ𝒯Z_w', Z_w) as the cross-entropy -Σ_i m_i log p_i(s, a) (post: D4PG's
+    L(w); equal to the KL divergence up to the target's entropy, a constant of w).
+
+    logits: [B, M] of Z_w(s, a), target_probs: [B, M] from ``categorical_projection``, weights: [B] importance
+    weights of prioritised replay (the post's (R p_i)^-1) or None. Returns the scalar loss E[w · CE] and the
+    per-sample cross-entropy [B] (detached), the new priorities.
+    """
+    ce = -(target_probs.detach() * torch.log_softmax(logits, -1)).sum(-1)
+    loss = (ce * weights).mean() if weights is not None else ce.mean()
+    return loss, ce.detach()

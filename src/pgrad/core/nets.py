@@ -181,3 +181,48 @@ class StackedQ(nn.Module):
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([obs, act], -1)).squeeze(-1)
+
+
+# ----------------------------------------------------------------------------- deterministic policies (DPG family)
+class DeterministicActor(nn.Module):
+    """μ_θ(s) = tanh(f_θ(s)) ∈ (-1, 1)^A, rescaled to the env's bounds with ActionBounds.scale (DDPG, TD3, D4PG).
+
+    ``batch_norm``: normalise each input feature over the minibatch first (BatchNorm1d; DDPG paper's answer to
+    low-dimensional inputs in different physical units). Call .eval() before acting on single observations.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], activation: str = "relu",
+                 batch_norm: bool = False):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(obs_dim) if batch_norm else nn.Identity()
+        self.mu = mlp(obs_dim, hidden, act_dim, activation, out_gain=0.01)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.mu(self.norm(obs)))
+
+
+class CategoricalQ(nn.Module):
+    """Z_w(s, a): logits of a categorical distribution over M fixed atoms (D4PG's distributional critic).
+
+    forward(obs [B, D], act [B, A]) -> logits [B, M]; Q_w(s, a) = E[Z_w] is losses.categorical_mean.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, n_atoms: int, hidden: Sequence[int], activation: str = "relu"):
+        super().__init__()
+        self.z = mlp(obs_dim + act_dim, hidden, n_atoms, activation, out_gain=0.01)
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return self.z(torch.cat([obs, act], -1))
+
+
+def stacked_members(net: StackedMLP, x: torch.Tensor, k: int) -> torch.Tensor:
+    """The first k members of a StackedMLP only: [k, B, out] (TD3's actor loss needs Q_w1 alone, and this
+    skips the other critics' forward and backward)."""
+    if x.dim() == 2:
+        x = x.unsqueeze(0).expand(k, -1, -1)
+    n = len(net.weights)
+    for i, (w, b) in enumerate(zip(net.weights, net.biases)):
+        x = torch.baddbmm(b[:k], x, w[:k])
+        if i < n - 1:
+            x = net.act(x)
+    return x

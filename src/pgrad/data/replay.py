@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -131,3 +132,184 @@ class ReplayBuffer:
         self.pos, self.full = d["pos"], d["full"]
         for k, v in d["fields"].items():
             self.fields[k][: v.shape[0]] = v.to(self.device)
+
+
+# ----------------------------------------------------------------------------- batched writes
+def _extend(buf: ReplayBuffer, fields: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """Write T rows [T, N, ...] at once (wrapping around); returns (first row written, T)."""
+    T = next(iter(fields.values())).shape[0]
+    if T > buf.rows:
+        raise ValueError(f"cannot write {T} rows at once into a replay buffer of {buf.rows} rows")
+    r0 = buf.pos
+    first = min(T, buf.rows - r0)
+    for k, v in fields.items():
+        dst = buf.fields[k]
+        dst[r0:r0 + first] = v[:first]
+        if first < T:
+            dst[: T - first] = v[first:]
+    buf.pos = (r0 + T) % buf.rows
+    buf.full = buf.full or r0 + T >= buf.rows
+    return r0, T
+
+
+def extend(buf: ReplayBuffer, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
+           terminated: torch.Tensor, truncated: torch.Tensor, next_obs: torch.Tensor, **extra: torch.Tensor) -> None:
+    """``buf.add`` for T steps at once: every argument has leading axes [T, N]. One copy per field (not T)."""
+    if isinstance(buf, PrioritizedReplayBuffer):
+        buf.extend(obs, actions, rewards, terminated, truncated, next_obs, **extra)
+        return
+    _extend(buf, {"obs": obs, "actions": actions, "rewards": rewards, "terminated": terminated,
+                  "truncated": truncated, "next_obs": next_obs, **extra})
+
+
+# ----------------------------------------------------------------------------- prioritised replay
+class SumTree:
+    """A binary sum tree over ``size`` leaves, vectorised over batches of leaves (Schaul et al., 2016, App. B.2.1).
+
+    One flat float64 array of 2P nodes (P = size rounded up to a power of two), node 1 the root, node i's
+    children 2i and 2i+1, leaf j at node P + j. ``set`` writes leaves and recomputes their ancestors level by
+    level (log2 P vectorised steps, duplicates harmless: a parent is always recomputed from its children, so
+    sums never drift); ``find`` descends from the root for a batch of prefix sums at once.
+    NumPy, not torch: these are many tiny ops, where NumPy's per-call cost is a few times lower.
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self.cap = 1 << max(0, (size - 1).bit_length())
+        self.depth = self.cap.bit_length() - 1
+        self.nodes = np.zeros(2 * self.cap, np.float64)
+
+    @property
+    def total(self) -> float:
+        return float(self.nodes[1])
+
+    def leaves(self, idx: np.ndarray) -> np.ndarray:
+        return self.nodes[idx + self.cap]
+
+    def set(self, idx: np.ndarray, values: np.ndarray) -> None:
+        """leaf[idx] = values (values >= 0), then every ancestor = sum of its two children."""
+        i = np.asarray(idx, np.int64) + self.cap
+        self.nodes[i] = values
+        nodes = self.nodes
+        for _ in range(self.depth):
+            i = np.unique(i >> 1)
+            nodes[i] = nodes[2 * i] + nodes[2 * i + 1]
+
+    def find(self, u: np.ndarray) -> np.ndarray:
+        """Leaf j with prefix(j) <= u < prefix(j) + leaf(j) for each u in [0, total), never a zero leaf."""
+        u = np.array(u, np.float64)
+        i = np.ones(u.shape, np.int64)
+        nodes = self.nodes
+        for _ in range(self.depth):
+            left = 2 * i
+            lv = nodes[left]
+            # go right when u lies beyond the left subtree, unless the right one is empty (float round-off)
+            right = (u >= lv) & (nodes[left + 1] > 0)
+            u = np.where(right, u - lv, u)
+            i = left + right
+        return i - self.cap
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> np.ndarray:
+        """Stratified proportional sampling: one draw from each of B equal slices of [0, total)."""
+        total = self.total
+        if not total > 0:
+            raise RuntimeError("prioritised replay has no sampleable transitions yet")
+        r = torch.rand(batch_size, dtype=torch.float64, generator=generator).numpy()
+        u = (np.arange(batch_size) + r) * (total / batch_size)
+        return self.find(np.minimum(u, np.nextafter(total, 0.0)))
+
+
+class PrioritizedReplayBuffer(ReplayBuffer):
+    """Proportional prioritised replay (Schaul et al., 2016) on top of ReplayBuffer (same layout, n-step too).
+
+    P(i) = p_i^α / Σ_k p_k^α, p_i = |δ_i| + ε (new transitions get the largest priority seen so far);
+    importance weights w_i = (M · P(i))^-β / max_batch w, M the number of sampleable transitions, β annealed
+    to 1 by the caller (``sample(batch, beta)``). Weights are normalised by the batch maximum (so they only
+    scale updates down) rather than the buffer-wide maximum: no second (min) tree to maintain.
+    Leaves are (row, env) pairs flattened as row·N + env; a row's leaves hold priority 0 until its n-step
+    window is complete, so exactly the transitions ReplayBuffer.sample_index would draw can be drawn.
+    """
+
+    def __init__(self, capacity: int, num_envs: int, obs_shape: tuple[int, ...], act_shape: tuple[int, ...],
+                 act_dtype: torch.dtype = torch.float32, n_step: int = 1, gamma: float = 0.99,
+                 reward_shape: tuple[int, ...] = (), device: str | torch.device = "cpu",
+                 extra: dict[str, tuple[tuple[int, ...], torch.dtype]] | None = None,
+                 alpha: float = 0.6, eps: float = 1e-6):
+        super().__init__(capacity, num_envs, obs_shape, act_shape, act_dtype, n_step, gamma, reward_shape,
+                         device, extra)
+        if alpha < 0 or eps <= 0:
+            raise ValueError("prioritised replay needs alpha >= 0 and eps > 0")
+        self.alpha, self.eps = alpha, eps
+        self.tree = SumTree(self.rows * self.N)
+        self.max_priority = 1.0  # max p_i seen so far (before the exponent α)
+        self._env_ids = np.arange(self.N, dtype=np.int64)
+
+    # ------------------------------------------------------------------ writing
+    def _leaves_of_rows(self, rows: np.ndarray) -> np.ndarray:
+        return (np.asarray(rows, np.int64)[:, None] * self.N + self._env_ids).reshape(-1)
+
+    def _after_write(self, r0: int, T: int) -> None:
+        written = (r0 + np.arange(T)) % self.rows
+        if self.n_step > 1:  # their windows are incomplete now
+            self.tree.set(self._leaves_of_rows(written), np.zeros(T * self.N))
+        complete = r0 + np.arange(T) - (self.n_step - 1)  # rows whose window the write completed
+        if not self.full:
+            complete = complete[complete >= 0]
+        if complete.size:
+            leaves = self._leaves_of_rows(complete % self.rows)
+            self.tree.set(leaves, np.full(leaves.shape, self.max_priority ** self.alpha))
+
+    def add(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, terminated: torch.Tensor,
+            truncated: torch.Tensor, next_obs: torch.Tensor, **extra: torch.Tensor) -> None:
+        r0 = self.pos
+        super().add(obs, actions, rewards, terminated, truncated, next_obs, **extra)
+        self._after_write(r0, 1)
+
+    def extend(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, terminated: torch.Tensor,
+               truncated: torch.Tensor, next_obs: torch.Tensor, **extra: torch.Tensor) -> None:
+        """T steps at once, every argument [T, N, ...]."""
+        r0, T = _extend(self, {"obs": obs, "actions": actions, "rewards": rewards, "terminated": terminated,
+                               "truncated": truncated, "next_obs": next_obs, **extra})
+        self._after_write(r0, T)
+
+    # ------------------------------------------------------------------ reading
+    def sample_index(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row, env) indices drawn with probability P(i) ∝ p_i^α."""
+        leaf = torch.from_numpy(self.tree.sample(batch_size)).to(self.device)
+        return leaf // self.N, leaf % self.N
+
+    def sample(self, batch_size: int, beta: float = 1.0) -> dict[str, torch.Tensor]:
+        """n-step transitions drawn ∝ p^α, with ``weights`` (M·P(i))^-β / max w and their ``index`` for
+        update_priorities."""
+        leaf = self.tree.sample(batch_size)
+        prob = self.tree.leaves(leaf) / self.tree.total
+        w = (len(self) * prob) ** (-beta)
+        w /= w.max()
+        leaf_t = torch.from_numpy(leaf).to(self.device)
+        rows, envs = leaf_t // self.N, leaf_t % self.N
+        out = self.gather(rows, envs)
+        out["rows"], out["envs"], out["index"] = rows, envs, leaf_t
+        out["weights"] = torch.from_numpy(w.astype(np.float32)).to(self.device)
+        return out
+
+    def update_priorities(self, index: torch.Tensor, td: torch.Tensor) -> None:
+        """p_i ← |δ_i| + ε for the sampled transitions ``index`` (from ``sample``), δ their TD errors (or
+        distributional losses)."""
+        p = td.detach().abs().double().cpu().numpy() + self.eps
+        self.max_priority = max(self.max_priority, float(p.max()))
+        idx = index.cpu().numpy()
+        # a transition sampled twice in one batch keeps its last priority
+        self.tree.set(idx, p ** self.alpha)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        d = super().state_dict()
+        d["priorities"] = torch.from_numpy(self.tree.nodes[self.tree.cap:self.tree.cap + self.tree.size].copy())
+        d["max_priority"] = self.max_priority
+        return d
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        super().load_state_dict(d)
+        self.tree.nodes[:] = 0.0
+        self.tree.set(np.arange(self.tree.size), d["priorities"].numpy())
+        self.max_priority = float(d["max_priority"])
