@@ -422,13 +422,17 @@ class Run:
             plot_runs([self.dir], self.dir / "curve.png")
         except Exception as e:  # noqa: BLE001 - a plot failure must never lose a run
             self.log_event(f"curve.png not written: {e}")
-        self.log_event(f"finished at step {self.step}" + (" (interrupted)" if self.stop_requested else ""))
+        self.log_event(f"finished at step {self.step} after {self.train_seconds:.1f}s of training"
+                       + (" (interrupted)" if self.stop_requested else ""))
         return {"step": self.step, "last_eval": self.last_eval, "best_eval": self.best_eval}
 
     def _pending_row_due(self) -> bool:
         path = self.dir / "progress.csv"
         if not path.exists():
             return True
+        self.train_seconds = time.perf_counter() - self._t0
+        if self._pending_row_due():
+            self._log_row()  # the last row's time is the training loop alone (benchmarks read it)
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
         return len(rows) < 2 or rows[-1][0] != str(self.step)

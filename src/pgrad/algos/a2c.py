@@ -4,7 +4,7 @@ Equations (post notation) and the functions that compute them:
   (1) R ← r_i + γ R from R = V_w(s_t) (0 if terminal): the n-step return    core.returns.bootstrapped_returns
       (or GAE(γ, λ) targets when λ < 1)                                     core.returns.gae
   (2) dθ ← ∇_θ log π_θ(a_i|s_i) (R - V_w(s_i))                              core.losses.policy_gradient_loss
-  (3) dw ← ∇_w (R - V_w(s_i))^2   (J_v(w), with the usual ½)                core.losses.value_loss
+  (3) dw ← ∇_w (R - V_w(s_i))^2   (J_v(w))                                  core.losses.value_loss
   (4) one synchronous step on θ and w from the gradients of all N envs' T steps: the coordinator of A2C.
 
 Beyond the post:

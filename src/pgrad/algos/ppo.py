@@ -8,7 +8,6 @@ Equations (post notation) and the functions that compute them:
   (4) Â by GAE(γ, λ), V_target = Â + V                                core.returns.gae
 
 Beyond the post:
-- the value loss carries the factor ½ (so c1 = 0.5 matches the usual implementations' scale);
 - advantages are normalised per minibatch; gradients clipped to a global norm;
 - optional linear annealing of the learning rate and of ε, and an early stop of the epochs when the
   approximate KL E[(r - 1) - ln r] exceeds ``target_kl``;
@@ -87,7 +86,8 @@ def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, torch.optim.Optimi
         "v": ValueNet(spec.obs_dim, cfg.hidden, cfg.activation),
         "bounds": ActionBounds(spec),
     }).to(cfg.device)
-    opt = torch.optim.Adam(list(nets["pi"].parameters()) + list(nets["v"].parameters()), lr=cfg.lr, eps=1e-5)
+    params = list(nets["pi"].parameters()) + list(nets["v"].parameters())
+    opt = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5, fused=True)
     return nets, opt
 
 

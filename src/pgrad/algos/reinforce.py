@@ -3,7 +3,7 @@
 Equations (post notation) and the functions that compute them:
   (1) G_t = Σ_k γ^k R_{t+k+1}, from complete episodes                   core.returns.discounted_returns
   (2) θ ← θ + α γ^t G_t ∇_θ ln π_θ(A_t|S_t)                             core.losses.policy_gradient_loss
-  (3) with baseline="value": Ψ_t = G_t - V_w(S_t), and w ← w - α_w ∇_w ½(G_t - V_w(S_t))^2
+  (3) with baseline="value": Ψ_t = G_t - V_w(S_t), and w ← w - α_w ∇_w (G_t - V_w(S_t))^2
                                                                         core.losses.value_loss
 
 The γ^t factor: the post's update carries it, which makes the estimate the exact gradient of the discounted

@@ -31,15 +31,15 @@ def off_policy_pg_loss(logp: torch.Tensor, beta_logp: torch.Tensor, q: torch.Ten
 
 def value_loss(v: torch.Tensor, target: torch.Tensor, v_old: torch.Tensor | None = None,
                clip_eps: float | None = None) -> torch.Tensor:
-    """½ E[(V_w(s) - V_target)^2] (post: A3C's J_v(w), PPO's c1 term).
+    """E[(V_w(s) - V_target)^2] (post: A3C's J_v(w) = (G_t - V_w(s))^2, PPO's c1 term).
 
     With ``v_old`` and ``clip_eps``: PPO's clipped value loss max((V - T)^2, (V_old + clip(V - V_old) - T)^2).
     """
     target = target.detach()
     if v_old is None or clip_eps is None:
-        return 0.5 * (v - target).pow(2).mean()
+        return (v - target).pow(2).mean()
     v_clipped = v_old + (v - v_old).clamp(-clip_eps, clip_eps)
-    return 0.5 * torch.max((v - target).pow(2), (v_clipped - target).pow(2)).mean()
+    return torch.max((v - target).pow(2), (v_clipped - target).pow(2)).mean()
 
 
 def clipped_surrogate(logp: torch.Tensor, logp_old: torch.Tensor, adv: torch.Tensor,
