@@ -44,9 +44,9 @@ class Config(BaseConfig):
     """Policy learning rate α (Adam)."""
     baseline: Literal["none", "value"] = "none"
     """Baseline subtracted from G_t: none, or a learned V_w(s)."""
-    vf_lr: float = 1e-3
+    vf_lr: float = 1e-2
     """Value learning rate α_w (Adam), with baseline='value'."""
-    vf_iters: int = 5
+    vf_iters: int = 10
     """Gradient steps on the value network per update, with baseline='value'."""
     gamma: float = 0.99
     """Discount γ."""
