@@ -150,3 +150,45 @@ def categorical_loss(logits: torch.Tensor, target_probs: torch.Tensor,
     ce = -(target_probs.detach() * torch.log_softmax(logits, -1)).sum(-1)
     loss = (ce * weights).mean() if weights is not None else ce.mean()
     return loss, ce.detach()
+
+
+def acer_policy_loss(log_pi: torch.Tensor, actions: torch.Tensor, beta_probs: torch.Tensor, q_ret: torch.Tensor,
+                     q: torch.Tensor, v: torch.Tensor, c: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """-ĝ^acer as a surrogate: truncated importance weights plus the bias correction (post: ACER; Wang et al.,
+    2017, eq. 9 of the paper), for A discrete actions.
+
+        ĝ_t = min(c, ω_t) (Q^ret_t - V(s_t)) ∇ ln π(a_t|s_t)
+              + E_{a ~ π}[max(0, (ω_t(a) - c) / ω_t(a)) (Q(s_t, a) - V(s_t)) ∇ ln π(a|s_t)],
+        ω_t(a) = π(a|s_t) / β(a|s_t),  ω_t = ω_t(a_t).
+
+    Shapes: ``log_pi`` [B, A] log π_θ(.|s) (differentiable), ``actions`` [B], ``beta_probs`` [B, A] the
+    behaviour probabilities stored with the data, ``q_ret`` [B], ``q`` [B, A] the critic Q_w(s, .), ``v`` [B]
+    V_w(s) = Σ_a π(a|s) Q_w(s, a). Everything but ``log_pi`` is a constant of the gradient (ω, the max(0, .)
+    weights and π in the expectation included). Returns the batch mean and detached diagnostics.
+    With ``c = inf`` the correction vanishes and the first term is plain importance weighting.
+    """
+    pi = log_pi.detach().exp()
+    omega_all = pi / beta_probs.clamp_min(1e-12)
+    a = actions.long().unsqueeze(-1)
+    omega = omega_all.gather(-1, a).squeeze(-1)
+    adv_ret = (q_ret - v).detach()
+    truncated_term = omega.clamp(max=c) * adv_ret * log_pi.gather(-1, a).squeeze(-1)
+    corr_w = (1.0 - c / omega_all.clamp_min(1e-12)).clamp_min(0.0) * pi
+    correction = (corr_w * (q - v.unsqueeze(-1)).detach() * log_pi).sum(-1)
+    with torch.no_grad():
+        stats = {"rho_mean": omega.mean(), "truncated_frac": (omega > c).float().mean()}
+    return -(truncated_term + correction).mean(), stats
+
+
+def trust_region_projection(g: torch.Tensor, k: torch.Tensor, delta: float) -> torch.Tensor:
+    """ACER's efficient trust region (Wang et al., 2017, eq. 12): per sample, the solution of
+
+        min_z ½ ‖ĝ - z‖²  subject to  kᵀ z <= δ,    z* = ĝ - max(0, (kᵀĝ - δ) / ‖k‖²) k,
+
+    where ĝ [B, D] is the gradient of the objective with respect to the policy's statistics φ(s) and
+    k [B, D] = ∇_φ D_KL(π_avg(.|s) || π_φ(.|s)) the gradient of the KL to the averaged policy: the linearised
+    KL change kᵀz stays within δ. Rows with k = 0 are returned unchanged.
+    """
+    kk = (k * k).sum(-1, keepdim=True)
+    scale = (((k * g).sum(-1, keepdim=True) - delta) / kk.clamp_min(1e-12)).clamp_min(0.0)
+    return g - torch.where(kk > 0, scale, torch.zeros_like(scale)) * k

@@ -12,7 +12,7 @@ from typing import Literal, Sequence
 import torch
 from torch import nn
 
-from pgrad.core.distributions import Categorical, DiagGaussian
+from pgrad.core.distributions import Categorical, DiagGaussian, TanhGaussian
 from pgrad.envs import EnvSpec
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
@@ -181,6 +181,25 @@ class StackedQ(nn.Module):
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([obs, act], -1)).squeeze(-1)
+
+
+class TanhGaussianPolicy(nn.Module):
+    """π_θ(a|s): a = tanh(u), u ~ N(f_μ(s), diag(exp(f_logσ(s)))^2), actions in (-1, 1) (SAC).
+
+    One MLP outputs [mean, log σ] (state-dependent σ); log σ is clamped to [log_std_min, log_std_max] as in
+    Haarnoja et al.'s code. forward(obs [B, D]) -> TanhGaussian over [B, A]; rescale to the env's bounds with
+    ActionBounds.scale and correct the log-density with distributions.scale_log_prob.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], activation: str = "relu",
+                 log_std_min: float = -20.0, log_std_max: float = 2.0):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, 2 * act_dim, activation, out_gain=0.01)
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def forward(self, obs: torch.Tensor) -> TanhGaussian:
+        mean, log_std = self.net(obs).chunk(2, -1)
+        return TanhGaussian(mean, log_std.clamp(self.log_std_min, self.log_std_max))
 
 
 # ----------------------------------------------------------------------------- deterministic policies (DPG family)
