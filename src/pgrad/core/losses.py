@@ -65,6 +65,63 @@ def entropy_loss(entropy: torch.Tensor) -> torch.Tensor:
     return -entropy.mean()
 
 
+# ----------------------------------------------------------------------------- SAC (post: Soft Actor-Critic)
+def _twin_min(q: torch.Tensor) -> torch.Tensor:
+    """min over the critic axis of [K, B] (K >= 1); a [B] tensor passes through."""
+    return q.min(0).values if q.dim() > 1 else q
+
+
+def soft_v_target(q_pi: torch.Tensor, logp: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
+    """Soft state value V(s) = E_{a~π}[Q(s, a) - α log π(a|s)] (post: SAC, soft V), one fresh ã ~ π per state.
+
+    q_pi: [K, B] twin critics at (s, ã) (the minimum over K is taken: Haarnoja et al. 2018, Sec. 5) or [B];
+    logp: [B] log π(ã|s); returns [B], detached: it is a regression target (J_V(ψ)).
+    """
+    return (_twin_min(q_pi) - alpha * logp).detach()
+
+
+def soft_q_target(r: torch.Tensor, discount: torch.Tensor, v_next: torch.Tensor) -> torch.Tensor:
+    """Soft Bellman target y = r + γ (1 - terminated) V(s') (post: SAC, J_Q(w)); [B], detached.
+
+    ``discount`` is γ^n (1 - terminated) from the replay buffer (0 where the episode terminated, γ where it was
+    truncated). V(s') is V_ψ̄(s') (version 2018) or ``soft_v_target`` of the target critics at ã' ~ π(·|s')
+    (version auto: min_k Q_w̄k(s', ã') - α log π(ã'|s')).
+    """
+    return (r + discount * v_next).detach()
+
+
+def soft_q_loss(q: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """J_Q(w) = Σ_k E[½ (Q_wk(s, a) - y)^2] (post: SAC), summed over the K critics of q [K, B] (or q [B])."""
+    y = y.detach()
+    if q.dim() == 1:
+        return 0.5 * (q - y).pow(2).mean()
+    return 0.5 * (q - y.unsqueeze(0)).pow(2).mean(1).sum()
+
+
+def soft_v_loss(v: torch.Tensor, v_target: torch.Tensor) -> torch.Tensor:
+    """J_V(ψ) = E_s[½ (V_ψ(s) - V_target(s))^2] (post: SAC), v and v_target [B] (the target from soft_v_target)."""
+    return 0.5 * (v - v_target.detach()).pow(2).mean()
+
+
+def sac_policy_loss(logp: torch.Tensor, q_pi: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
+    """J_π(θ) = E_s[α log π_θ(ã|s) - min_k Q_wk(s, ã)], ã = f_θ(ε; s) reparameterised (post: SAC, J_π(θ)).
+
+    This is the post's D_KL(π_θ(·|s) || exp(Q(s, ·)/α) / Z(s)) times α, less the constant log Z. logp: [B]
+    (carries the gradient through ã and through log π), q_pi: [K, B] or [B] (gradient through ã only: the
+    caller evaluates the critics with detached parameters), alpha: detached temperature.
+    """
+    return (alpha * logp - _twin_min(q_pi)).mean()
+
+
+def temperature_loss(log_alpha: torch.Tensor, logp: torch.Tensor, target_entropy: float) -> torch.Tensor:
+    """J(α) = E_{a~π}[-α log π(a|s) - α H̄] (Haarnoja et al. 2018b, eq. 18), optimised in log α.
+
+    Minimised with respect to log α as -E[log α (log π(a|s) + H̄)]: the same sign of gradient as J(α), so α grows
+    when the entropy -E[log π] is below the target H̄ and shrinks when above. logp: [B], treated as a constant.
+    """
+    return -(log_alpha * (logp.detach() + target_entropy)).mean()
+
+
 # ----------------------------------------------------------------------------- DPG family (post: DPG, DDPG, TD3, D4PG)
 def dpg_actor_loss(q_mu: torch.Tensor) -> torch.Tensor:
     """-E_s[Q_w(s, μ_θ(s))] (post: DPG). Its gradient is the deterministic policy gradient theorem's
