@@ -313,3 +313,63 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.tree.nodes[:] = 0.0
         self.tree.set(np.arange(self.tree.size), d["priorities"].numpy())
         self.max_priority = float(d["max_priority"])
+
+
+class SequenceReplay:
+    """ACER's replay: whole trajectory segments of T steps of N envs, stored with the behaviour policy's action
+    probabilities β(.|s_t) so importance weights π/β and Retrace can be computed when a segment is replayed.
+
+    ``fields`` maps a name to (per-step shape, dtype); a segment is {name: [T, N, *shape]}. Storage is a circular
+    array [S, T, N, ...] of S = capacity // (T·N) segments. ``sample(k)`` draws k stored segments uniformly (with
+    replacement) and concatenates them along the env axis: {name: [T, k·N, *shape]}, still time-major, so
+    episode boundaries (``terminated``/``truncated``) stay where they were.
+    """
+
+    def __init__(self, capacity: int, T: int, N: int, fields: dict[str, tuple[tuple[int, ...], torch.dtype]],
+                 device: str | torch.device = "cpu"):
+        self.S = capacity // (T * N)
+        if self.S < 1:
+            raise ValueError(f"replay capacity {capacity} holds no segment of {T} steps x {N} envs")
+        self.T, self.N = T, N
+        self.device = torch.device(device)
+        self.data = {name: torch.zeros((self.S, T, N) + tuple(shape), dtype=dtype, device=self.device)
+                     for name, (shape, dtype) in fields.items()}
+        self.pos = 0
+        self.full = False
+
+    def add(self, **segment: torch.Tensor) -> None:
+        """Store one segment; every field [T, N, ...]."""
+        for name, buf in self.data.items():
+            buf[self.pos] = segment[name]
+        self.pos = (self.pos + 1) % self.S
+        self.full = self.full or self.pos == 0
+
+    def segments(self) -> int:
+        return self.S if self.full else self.pos
+
+    def __len__(self) -> int:
+        """Transitions stored."""
+        return self.segments() * self.T * self.N
+
+    def sample(self, k: int = 1) -> dict[str, torch.Tensor]:
+        n = self.segments()
+        if n == 0:
+            raise RuntimeError("sequence replay is empty")
+        idx = torch.randint(0, n, (k,), device=self.device)
+        out = {}
+        for name, buf in self.data.items():
+            x = buf[idx]  # [k, T, N, ...]
+            out[name] = x.transpose(0, 1).reshape((self.T, k * self.N) + tuple(x.shape[3:]))
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        n = self.segments()
+        return {"pos": self.pos, "full": self.full, "shape": (self.S, self.T, self.N),
+                "data": {k: v[:n].clone() for k, v in self.data.items()}}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        if tuple(d["shape"]) != (self.S, self.T, self.N):
+            raise ValueError("sequence replay checkpoint has another capacity, segment length or number of envs")
+        self.pos, self.full = d["pos"], d["full"]
+        for k, v in d["data"].items():
+            self.data[k][: v.shape[0]] = v.to(self.device)

@@ -1,0 +1,192 @@
+"""ACER: actor-critic with experience replay (post: ACER; Wang et al., 2017, "Sample Efficient Actor-Critic with
+Experience Replay"), discrete actions.
+
+Equations (post notation) and the functions that compute them:
+  (1) Retrace: Q^ret(s_t, a_t) = r_t + γ [c̄_{t+1} (Q^ret_{t+1} - Q_w(s_{t+1}, a_{t+1})) + V_w(s_{t+1})],
+      c̄ = min(c_retrace, π/β), V_w(s) = Σ_a π(a|s) Q_w(s, a)                       core.returns.retrace
+  (2) the critic's L2 error (Q^ret(s, a) - Q_w(s, a))²                               core.losses.value_loss
+  (3) ĝ^acer = min(c, ω_t) (Q^ret_t - V_w(s_t)) ∇ ln π(a_t|s_t)
+              + E_{a~π}[max(0, (ω_t(a) - c) / ω_t(a)) (Q_w(s_t, a) - V_w(s_t)) ∇ ln π(a|s_t)]
+                                                                                  core.losses.acer_policy_loss
+  (4) efficient trust region: the gradient ĝ with respect to the policy statistics φ(s) is projected onto
+      kᵀz <= δ, k = ∇_φ D_KL(π_avg(.|s) || π_φ(.|s)), before it is backpropagated into θ
+                                                                          core.losses.trust_region_projection
+  (5) the averaged policy network θ_avg ← α θ_avg + (1 - α) θ                     core.targets.polyak_update
+
+Beyond the post:
+- segments of T steps of N envs are stored whole with the behaviour probabilities β(.|s_t)
+  (data.replay.SequenceReplay); each on-policy update is followed by Poisson(replay_ratio) updates on replayed
+  segments, as in the paper;
+- the policy statistics φ are the logits (the paper's code uses the softmax probabilities): the gradient and k
+  are then bounded and both sum to zero over actions, k = π - π_avg;
+- the entropy bonus is part of the projected gradient; the actor and the critic Q_w(s, .) are separate networks;
+- time limits: Retrace bootstraps V_w of the true final observation at truncation, never at termination.
+- continuous actions (the paper's stochastic dueling network) are not implemented: ACER here is discrete only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pgrad.config import BaseConfig
+from pgrad.core.losses import acer_policy_loss, trust_region_projection, value_loss
+from pgrad.core.nets import Activation, DiscreteQNet, policy_net
+from pgrad.core.returns import retrace
+from pgrad.core.targets import frozen_copy, polyak_update
+from pgrad.data.collect import collect_rollout
+from pgrad.data.replay import SequenceReplay
+from pgrad.data.rollout import Rollout
+from pgrad.envs import EnvSpec
+
+SPACES = ("discrete",)
+
+
+@dataclass
+class Config(BaseConfig):
+    num_envs: int = 4
+    """Parallel environments N (one segment holds T steps of each)."""
+    n_steps: int = 20
+    """Segment length T: steps per env between on-policy updates, and the length of replayed sequences."""
+    gamma: float = 0.99
+    """Discount γ."""
+    lr: float = 7e-4
+    """Adam learning rate of the actor and the critic."""
+    c: float = 10.0
+    """Truncation c of the importance weight ω = π/β in the policy gradient (3)."""
+    c_retrace: float = 1.0
+    """Truncation of the traces c̄ = min(c_retrace, π/β) in Retrace (1)."""
+    trust_region: bool = True
+    """Project the policy gradient onto the linearised KL constraint to the averaged policy (4)."""
+    delta: float = 1.0
+    """Trust region δ of (4)."""
+    avg_decay: float = 0.99
+    """α of the averaged policy network, θ_avg ← α θ_avg + (1 - α) θ (5)."""
+    replay_ratio: float = 4.0
+    """Mean (Poisson) number of replayed updates after each on-policy update; 0 makes ACER on-policy."""
+    replay_start: int = 1000
+    """Transitions in the replay before replayed updates start."""
+    buffer_size: int = 50_000
+    """Replay capacity in transitions (kept as whole segments)."""
+    replay_segments: int = 1
+    """Segments per replayed update (each of T steps of N envs)."""
+    q_coef: float = 0.5
+    """Weight of the critic loss (2)."""
+    ent_coef: float = 0.01
+    """Entropy bonus coefficient (inside the projected gradient)."""
+    max_grad_norm: float = 10.0
+    """Clip the global gradient norm to this value."""
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer sizes of the policy and Q networks (separate networks)."""
+    activation: Activation = "tanh"
+    """Hidden activation."""
+
+    RANGES = {
+        "n_steps": "[1, inf)", "gamma": "(0, 1]", "lr": "(0, inf)", "c": "(0, inf]", "c_retrace": "[0, inf]",
+        "delta": "(0, inf)", "avg_decay": "[0, 1)", "replay_ratio": "[0, inf)", "replay_start": "[0, inf)",
+        "buffer_size": "[1, inf)", "replay_segments": "[1, inf)", "q_coef": "[0, inf)", "ent_coef": "[0, inf)",
+        "max_grad_norm": "(0, inf)", "hidden": "[1, 100000]",
+    }
+
+
+def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, torch.optim.Optimizer]:
+    pi = policy_net(spec, cfg.hidden, cfg.activation)
+    nets = nn.ModuleDict({
+        "pi": pi,
+        "q": DiscreteQNet(spec.obs_dim, spec.n_actions, cfg.hidden, cfg.activation),
+        "pi_avg": frozen_copy(pi),
+    }).to(cfg.device)
+    params = list(nets["pi"].parameters()) + list(nets["q"].parameters())
+    return nets, torch.optim.Adam(params, lr=cfg.lr, eps=1e-5, fused=torch.device(cfg.device).type == "cpu")
+
+
+def act(nets: nn.ModuleDict, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
+    dist = nets["pi"](obs)
+    return (dist.mode() if deterministic else dist.sample()).cpu().numpy()
+
+
+def update(nets: nn.ModuleDict, opt: torch.optim.Optimizer, seg: dict[str, torch.Tensor],
+           cfg: Config) -> dict[str, torch.Tensor]:
+    """One gradient step on a batch of segments {name: [T, B, ...]} (on-policy or replayed)."""
+    pi_net, q_net = nets["pi"], nets["q"]
+    obs, actions, beta = seg["obs"], seg["actions"].long(), seg["beta_probs"]
+    a = actions.unsqueeze(-1)
+    u = pi_net.logits(obs)  # φ: the policy's logits [T, B, A]
+    u_leaf = u.detach().requires_grad_()
+    log_pi = torch.log_softmax(u_leaf, -1)
+    q = q_net(obs)
+    q_a = q.gather(-1, a).squeeze(-1)
+    with torch.no_grad():
+        pi = log_pi.exp()
+        v = (pi * q).sum(-1)
+        rho = pi.gather(-1, a).squeeze(-1) / beta.gather(-1, a).squeeze(-1).clamp_min(1e-12)
+        v_next = (torch.softmax(pi_net.logits(seg["next_obs"]), -1) * q_net(seg["next_obs"])).sum(-1)
+        q_ret = retrace(seg["rewards"], q_a.detach(), v, v_next, rho.clamp(max=cfg.c_retrace),
+                        seg["terminated"], seg["truncated"], cfg.gamma)  # (1)
+    A = log_pi.shape[-1]
+    pg_loss, stats = acer_policy_loss(log_pi.reshape(-1, A), actions.reshape(-1), beta.reshape(-1, A),
+                                      q_ret.reshape(-1), q.detach().reshape(-1, A), v.reshape(-1), cfg.c)  # (3)
+    ent = -(log_pi.exp() * log_pi).sum(-1).mean()
+    n = q_ret.numel()
+    (g,) = torch.autograd.grad(-(pg_loss - cfg.ent_coef * ent) * n, u_leaf)  # per-sample ĝ w.r.t. φ
+    with torch.no_grad():
+        if cfg.trust_region:
+            k = pi - torch.softmax(nets["pi_avg"].logits(obs), -1)  # ∇_φ D_KL(π_avg || π_φ)
+            z = trust_region_projection(g, k, cfg.delta)  # (4)
+        else:
+            z = g
+    policy_surrogate = -(z * u).sum(-1).mean()  # backpropagates z through φ(s) into θ
+    q_loss = value_loss(q_a, q_ret)  # (2)
+    loss = policy_surrogate + cfg.q_coef * q_loss
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], cfg.max_grad_norm)
+    opt.step()
+    polyak_update(nets["pi_avg"], pi_net, 1.0 - cfg.avg_decay)  # (5)
+    return {"loss/policy": pg_loss.detach(), "loss/q": q_loss.detach(), "entropy": ent.detach(),
+            "rho_mean": stats["rho_mean"], "truncated_frac": stats["truncated_frac"],
+            "tr_shrink": (z - g).norm() / g.norm().clamp_min(1e-12), "grad_norm": grad_norm.detach()}
+
+
+def train(cfg: Config, run: Any) -> nn.ModuleDict:
+    envs = run.make_envs()
+    nets, opt = build(cfg, run.spec)
+    spec, T, N = run.spec, cfg.n_steps, cfg.num_envs
+    replay = SequenceReplay(cfg.buffer_size, T, N, {
+        "obs": ((spec.obs_dim,), torch.float32), "next_obs": ((spec.obs_dim,), torch.float32),
+        "actions": ((), torch.long), "rewards": ((), torch.float32), "terminated": ((), torch.bool),
+        "truncated": ((), torch.bool), "beta_probs": ((spec.n_actions,), torch.float32)}, cfg.device)
+    run.track(nets=nets, opt=opt, replay=replay)
+    ro = Rollout(T, N, spec, cfg.device)
+    beta_probs = torch.zeros(T, N, spec.n_actions, device=cfg.device)
+    pi = nets["pi"]
+    t = 0
+
+    def sample(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        nonlocal t
+        dist = pi(obs)
+        a = dist.sample()
+        beta_probs[t] = dist.probs  # β(.|s_t): the behaviour policy stored with the segment
+        t += 1
+        return a, dist.log_prob(a), a.cpu().numpy()
+
+    while run.step < cfg.steps:
+        t = 0
+        collect_rollout(envs, sample, ro)
+        seg = {"obs": ro.obs, "next_obs": ro.next_obs, "actions": ro.actions, "rewards": ro.rewards,
+               "terminated": ro.terminated, "truncated": ro.truncated, "beta_probs": beta_probs}
+        replay.add(**seg)
+        totals = update(nets, opt, seg, cfg)
+        k = 1
+        if len(replay) >= cfg.replay_start and cfg.replay_ratio > 0:
+            for _ in range(int(torch.poisson(torch.tensor(float(cfg.replay_ratio))))):
+                m = update(nets, opt, replay.sample(cfg.replay_segments), cfg)
+                totals = {key: totals[key] + val for key, val in m.items()}
+                k += 1
+        if not run.advance(T * N, {key: val / k for key, val in totals.items()}, updates=k):
+            break
+    return nets
