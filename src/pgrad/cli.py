@@ -180,7 +180,8 @@ def cmd_train(argv: list[str]) -> int:
     agent = train(algo, env_id, resume=resume, out=overrides.pop("out", None), **overrides)
     res = agent.evaluate(episodes=20)
     print(f"evaluation ({'best' if agent.cfg.select == 'best' else 'last'} policy, 20 episodes, deterministic): "
-          f"{res.mean_return:.2f} ± {res.std_return:.2f}")
+          f"{res.mean_return:.2f} ± {res.std_return:.2f}" + (" per agent" if res.per_agent else ""))
+    _print_per_agent(res)
     print(f"run directory: {agent.run_dir}")
     print(f"learning curve: {agent.run_dir / 'curve.png'}")
     return 0
@@ -201,8 +202,17 @@ def cmd_eval(argv: list[str]) -> int:
     agent = load(args.run, env=args.env)
     res = agent.evaluate(episodes=args.episodes, seed=args.seed, env=args.env)
     print(f"{agent.algo} on {args.env or agent.spec.env_id} (step {agent.step}): "
-          f"mean return {res.mean_return:.2f} ± {res.std_return:.2f} over {args.episodes} episodes")
+          f"mean return {res.mean_return:.2f} ± {res.std_return:.2f} over {args.episodes} episodes"
+          + (" (per agent)" if res.per_agent else ""))
+    _print_per_agent(res)
     return 0
+
+
+def _print_per_agent(res: Any) -> None:
+    """Multi-agent evaluations: each agent's mean return and the total."""
+    if getattr(res, "per_agent", None):
+        agents = ", ".join(f"{ag} {v:.2f}" for ag, v in res.per_agent.items())
+        print(f"  per agent: {agents}; total {res.total_return:.2f}")
 
 
 def cmd_plot(argv: list[str]) -> int:
@@ -290,4 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m pgrad.cli`: run the imported module's main, whose COMMANDS the plugins register into
+    # (this file's copy, __main__, would not see them).
+    from pgrad.cli import main as _main
+
+    sys.exit(_main())

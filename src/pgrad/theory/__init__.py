@@ -30,4 +30,4 @@ def _register() -> None:
 
 _register()
 
-__all__ = ["LQR", "LQREnv", "TabularMDP", "TabularEnv", "Episodes", "Transitions", "softmax_policy"]
+__all__ = ["LQR", "Episodes", "LQREnv", "TabularEnv", "TabularMDP", "Transitions", "softmax_policy"]

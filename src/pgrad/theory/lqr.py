@@ -48,7 +48,7 @@ is the expected return of K* over one episode; with a few evaluation episodes, c
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -295,7 +295,7 @@ class LQREnv(gym.Env):
     ``lqr`` build an ``LQR`` (so ``gym.make("pgrad/LQR-v0", seed=3, horizon=100)`` works).
     """
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict] = {"render_modes": []}
 
     def __init__(self, lqr: LQR | None = None, **lqr_kwargs: Any):
         self.lqr = lqr if lqr is not None else LQR(**lqr_kwargs)

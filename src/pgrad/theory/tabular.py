@@ -40,7 +40,7 @@ negligible probability). Gymnasium id ``pgrad/TabularMDP-v0`` is ``TabularMDP()`
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -247,7 +247,7 @@ class TabularMDP:
         if max_steps is None:
             pmin = float(self.term.min())
             max_steps = self.max_episode_steps if pmin <= 0 else min(
-                self.max_episode_steps, int(math.ceil(math.log(1e-10) / math.log1p(-pmin))))
+                self.max_episode_steps, math.ceil(math.log(1e-10) / math.log1p(-pmin)))
         S, A = self.S, self.A
         pi_cdf = pi.cumsum(-1)
         P_cdf = self._P_ext.cumsum(-1).reshape(S * A, S + 1)
@@ -303,7 +303,7 @@ class TabularEnv(gym.Env):
     Keyword arguments other than ``mdp`` build a ``TabularMDP`` (``gym.make("pgrad/TabularMDP-v0", seed=2)``).
     """
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict] = {"render_modes": []}
 
     def __init__(self, mdp: TabularMDP | None = None, **mdp_kwargs: Any):
         self.mdp = mdp if mdp is not None else TabularMDP(**mdp_kwargs)
