@@ -110,3 +110,14 @@ def test_finite_horizon_optimum_bounds_every_stationary_controller(lqr):
 
 def test_unstable_controller_has_infinite_cost(lqr):
     assert lqr.cost(torch.tensor([[-5.0, -5.0]])) == float("inf")
+
+
+def test_optimal_eval_returns_are_paired_with_agent_evaluation(lqr):
+    """K*'s exact returns on the very episodes Agent.evaluate runs (run_episodes, seeds 12345 + i)."""
+    from pgrad.envs import describe, env_factory, run_episodes
+
+    factory, env_id = env_factory("pgrad/LQR-v0")
+    spec = describe(factory(), env_id)
+    K = lqr.optimal_K()
+    rets = run_episodes(lqr.linear_act(K), factory, spec, episodes=20, seed=12_345)
+    np.testing.assert_allclose(rets, lqr.optimal_eval_returns(20, 12_345).numpy(), rtol=1e-5)

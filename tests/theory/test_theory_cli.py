@@ -12,7 +12,7 @@ import pytest
 
 def _pgrad(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    return subprocess.run([sys.executable, "-m", "pgrad.cli", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pgrad.cli", *args], cwd=cwd, env=env, capture_output=True, check=False,
                           text=True, timeout=300)
 
 
