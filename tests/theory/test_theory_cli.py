@@ -12,8 +12,8 @@ import pytest
 
 def _pgrad(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    return subprocess.run([sys.executable, "-m", "pgrad.cli", *args], cwd=cwd, env=env, capture_output=True, check=False,
-                          text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "pgrad.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          check=False, text=True, timeout=300)
 
 
 def test_pgrad_theory_prints_the_table_and_writes_the_plot(tmp_path):
