@@ -149,8 +149,9 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
         totals: dict[str, torch.Tensor] = {}
         k = 0
         for _epoch in range(cfg.epochs):
-            for idx in minibatches(n, cfg.batch_size):
-                m = step_fn(nets, opt, {key: t[idx] for key, t in data.items()}, clip_eps, cfg)
+            for idx in minibatches(n, cfg.batch_size) if cfg.batch_size < n else [None]:
+                mb = data if idx is None else {key: t[idx] for key, t in data.items()}  # one batch: no shuffle
+                m = step_fn(nets, opt, mb, clip_eps, cfg)
                 totals = {key: totals.get(key, 0.0) + val for key, val in m.items()}
                 k += 1
             if cfg.target_kl is not None and float(m["approx_kl"]) > cfg.target_kl:

@@ -20,7 +20,7 @@ class Categorical:
     """π(a|s) = softmax(logits)_a over A discrete actions."""
 
     def __init__(self, logits: torch.Tensor):
-        self.logits = logits - logits.logsumexp(-1, keepdim=True)  # normalised log-probabilities
+        self.logits = torch.log_softmax(logits, -1)  # normalised log-probabilities
 
     @property
     def probs(self) -> torch.Tensor:
