@@ -27,6 +27,8 @@ class EvalResult:
     mean_return: float
     std_return: float
     returns: list[float] = field(default_factory=list)
+    per_agent: dict[str, float] | None = None  # multi-agent: each agent's mean return (mean_return: their mean)
+    total_return: float | None = None  # multi-agent: mean over episodes of the sum over agents
 
     def __repr__(self) -> str:
         return f"EvalResult(mean_return={self.mean_return:.2f}, std_return={self.std_return:.2f}, episodes={len(self.returns)})"
@@ -91,19 +93,55 @@ class Agent:
         return path
 
 
+class MultiAgent(Agent):
+    """The Agent of a multi-agent algorithm (``MULTI_AGENT = True``) on a PettingZoo parallel env."""
+
+    def act(self, obs: Any, deterministic: bool = True) -> Any:  # type: ignore[override]
+        """{agent: action} for one {agent: observation} dict (the agents present in it act)."""
+        from pgrad.envs import actions_to_dict, encode_agents
+
+        enc = self.obs_norm(encode_agents(self.spec, obs)[None], update=False)
+        with torch.no_grad():
+            a = self.module.act(self.nets, torch.as_tensor(enc, dtype=torch.float32, device=self.device),
+                                deterministic)
+        return actions_to_dict(self.spec, a[0], set(obs))
+
+    def evaluate(self, episodes: int = 10, seed: int = 12_345, env: EnvLike | None = None) -> EvalResult:
+        """Per-agent undiscounted returns of ``episodes`` fresh episodes; mean_return is the mean over agents."""
+        rets, extra = self.module.evaluate_episodes(self.nets, self._factory(env), self.spec, episodes, seed,
+                                                    obs_norm=self.obs_norm, device=self.device)
+        per_agent = {k.split("/", 1)[1]: v for k, v in extra.items() if k.startswith("return/")}
+        return EvalResult(float(np.mean(rets)), float(np.std(rets)), rets, per_agent, extra.get("total_return"))
+
+    def _factory(self, env: EnvLike | None) -> Callable:
+        if env is not None:
+            return self.module.env_factory(env)[0]
+        if self.factory is None:
+            self.factory = self.module.env_factory(self.spec.env_id)[0]
+        return self.factory
+
+
+def _env_api(module: Any) -> tuple[Callable, Callable, type, type]:
+    """(env_factory, describe, spec class, Agent class): Gymnasium's, or those a multi-agent algorithm brings."""
+    if getattr(module, "MULTI_AGENT", False):
+        return module.env_factory, module.describe, module.Spec, MultiAgent
+    return env_factory, describe, EnvSpec, Agent
+
+
 def _agent_from_checkpoint(ckpt: dict[str, Any], factory: Callable | None = None,
                            run_dir: Path | None = None) -> Agent:
     module = get_algo(ckpt["algo"])
     cfg = config_from_dict(module.Config, ckpt["config"])
     cfg.device = "cpu" if not torch.cuda.is_available() else cfg.device
-    spec = EnvSpec.from_dict(ckpt["spec"])
+    _, _, spec_cls, agent_cls = _env_api(module)
+    spec = spec_cls.from_dict(ckpt["spec"])
     nets = module.build(cfg, spec)[0]
     try:
         nets.load_state_dict(ckpt["nets"])
     except RuntimeError:
         raise CheckpointError("checkpoint networks do not match this algorithm's networks "
                               "(written with other sizes or by another version)") from None
-    return Agent(ckpt["algo"], cfg, spec, nets, ckpt.get("obs_norm"), factory, run_dir, ckpt.get("step"))
+    return agent_cls(ckpt["algo"], cfg, spec, nets, ckpt.get("obs_norm"), factory, run_dir, ckpt.get("step"))
 
 
 def load(path: str | Path, env: EnvLike | None = None) -> Agent:
@@ -121,14 +159,21 @@ def load(path: str | Path, env: EnvLike | None = None) -> Agent:
     ckpt = load_checkpoint(path)
     factory = None
     if env is not None:
-        factory, env_id = env_factory(env)
-        spec = describe(factory(), env_id)
-        saved = EnvSpec.from_dict(ckpt["spec"])
+        make_env, describe_env, spec_cls, _ = _env_api(get_algo(ckpt["algo"]))
+        factory, env_id = make_env(env)
+        spec = describe_env(factory(), env_id)
+        saved = spec_cls.from_dict(ckpt["spec"])
         _check_same_spaces(saved, spec, str(path))
     return _agent_from_checkpoint(ckpt, factory, run_dir)
 
 
 def _check_same_spaces(saved: EnvSpec, new: EnvSpec, what: str) -> None:
+    if hasattr(saved, "same_spaces"):  # multi-agent: the same agents with the same spaces
+        if not saved.same_spaces(new):
+            raise EnvError(f"{what} was trained on {saved.env_id} (agents {saved.agents}, observations "
+                           f"{saved.obs_dims}, actions {saved.act_dims}) but the env given is {new.env_id} "
+                           f"(agents {new.agents}, observations {new.obs_dims}, actions {new.act_dims})")
+        return
     if (saved.obs_dim, saved.action_kind, saved.n_actions) != (new.obs_dim, new.action_kind, new.n_actions):
         raise EnvError(
             f"{what} was trained on {saved.env_id} (obs {saved.obs_dim}, {saved.action_kind} actions "
@@ -146,6 +191,7 @@ def train(algo: str, env: EnvLike | None = None, *, steps: int | None = None, se
     """
     module = get_algo(algo)
     algo = module.__name__.rsplit(".", 1)[-1]
+    make_env, describe_env, spec_cls, agent_cls = _env_api(module)
     overrides = dict(hparams)
     if steps is not None:
         overrides["steps"] = steps
@@ -171,24 +217,24 @@ def train(algo: str, env: EnvLike | None = None, *, steps: int | None = None, se
         saved = dict(ckpt["config"])
         base = config_from_dict(module.Config, saved)
         cfg = make_config(module.Config, algo, None, {**base.to_dict(), **overrides}, use_preset=False)
-        factory, env_id = env_factory(env if env is not None else cfg.env)
+        factory, env_id = make_env(env if env is not None else cfg.env)
         if env_id != ckpt["env_id"] and env is not None and isinstance(env, str):
             raise CheckpointError(f"{run_dir} was trained on {ckpt['env_id']}, not {env_id}")
     else:
         if env is None:
             raise EnvError("no environment given: pass a Gymnasium id such as 'CartPole-v1'")
-        factory, env_id = env_factory(env)
+        factory, env_id = make_env(env)
         cfg = make_config(module.Config, algo, env_id, overrides)
         run_dir = Path(out) if out is not None else default_run_dir(algo, env_id, cfg.seed)
         if (run_dir / "config.yaml").exists():
             raise PgradError(f"{run_dir} already holds a run; resume it with --resume {run_dir} "
                              "or choose another --out")
     probe = factory()
-    spec = describe(probe, env_id)
+    spec = describe_env(probe, env_id)
     probe.close()
     check_action_space(spec, algo, module.SPACES)
     if ckpt is not None:
-        _check_same_spaces(EnvSpec.from_dict(ckpt["spec"]), spec, str(run_dir))
+        _check_same_spaces(spec_cls.from_dict(ckpt["spec"]), spec, str(run_dir))
     run = Run(algo, module, cfg, factory, spec, run_dir, resume=ckpt)
     try:
         nets = module.train(cfg, run)
@@ -199,7 +245,7 @@ def train(algo: str, env: EnvLike | None = None, *, steps: int | None = None, se
     if cfg.select == "best" and best.exists():
         return _agent_from_checkpoint(load_checkpoint(best), factory, run.dir)
     obs_norm = run.envs.obs_norm.state_dict() if run.envs is not None else None
-    return Agent(algo, cfg, spec, nets, obs_norm, factory, run.dir, run.step)
+    return agent_cls(algo, cfg, spec, nets, obs_norm, factory, run.dir, run.step)
 
 
 def evaluate(agent: Agent | str | Path, env: EnvLike | None = None, episodes: int = 10,

@@ -156,6 +156,13 @@ def cmd_train(argv: list[str]) -> int:
             raise ConfigError("--resume needs a run directory")
         resume = rest[k + 1]
         del rest[k:k + 2]
+    out_dir = None
+    if "--out" in rest:  # the run directory is not a Config field: take it out before parsing hyperparameters
+        k = rest.index("--out")
+        if k + 1 >= len(rest):
+            raise ConfigError("--out needs a directory")
+        out_dir = rest[k + 1]
+        del rest[k:k + 2]
     if not positional and resume is None:
         raise ConfigError("name an algorithm: pgrad train ALGO ENV (see `pgrad list`)")
     if not positional:
@@ -177,7 +184,7 @@ def cmd_train(argv: list[str]) -> int:
     overrides = _parse_overrides(algo, rest)
     from pgrad.api import train
 
-    agent = train(algo, env_id, resume=resume, out=overrides.pop("out", None), **overrides)
+    agent = train(algo, env_id, resume=resume, out=overrides.pop("out", out_dir), **overrides)
     res = agent.evaluate(episodes=20)
     print(f"evaluation ({'best' if agent.cfg.select == 'best' else 'last'} policy, 20 episodes, deterministic): "
           f"{res.mean_return:.2f} ± {res.std_return:.2f}" + (" per agent" if res.per_agent else ""))

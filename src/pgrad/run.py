@@ -138,6 +138,7 @@ class Run:
         self.nets: torch.nn.Module | None = None
         self.counters_extra: dict[str, float] = {}
         self._pending: dict[str, float] = {}
+        self.eval_extra: dict[str, float] = {}
         self._csv_keys: list[str] | None = None
         self._tb = None
         self._bar = None
@@ -174,9 +175,12 @@ class Run:
         """The training vector env: seeded from cfg.seed, restored mid-episode when resuming."""
         cfg = self.cfg
         gamma = gamma if gamma is not None else getattr(cfg, "gamma", 0.99)
-        envs = VecEnv(self.factory, num_envs or cfg.num_envs, cfg.seed, self.spec,
-                      vectorization=cfg.vectorization, norm_obs=cfg.norm_obs, norm_reward=cfg.norm_reward,
-                      clip_obs=cfg.clip_obs, gamma=gamma, device=cfg.device)
+        if getattr(self.module, "MULTI_AGENT", False):  # a multi-agent algorithm brings its own vector env
+            envs = self.module.make_envs(self.factory, num_envs or cfg.num_envs, cfg.seed, self.spec, cfg)
+        else:
+            envs = VecEnv(self.factory, num_envs or cfg.num_envs, cfg.seed, self.spec,
+                          vectorization=cfg.vectorization, norm_obs=cfg.norm_obs, norm_reward=cfg.norm_reward,
+                          clip_obs=cfg.clip_obs, gamma=gamma, device=cfg.device)
         if self._resume is not None and "envs" in self._resume["train"]:
             self.exact_resume = envs.load_state_dict(self._resume["train"]["envs"])
             if not self.exact_resume:
@@ -237,6 +241,13 @@ class Run:
         self._update_progress()
         return not self.stop_requested
 
+    def record_episodes(self, episodes: list[tuple[float, int]]) -> None:
+        """Count (return, length) of episodes finished outside ``run.envs`` (D4PG's actor processes)."""
+        for ret, length in episodes:
+            self.recent.append(ret)
+            self.recent_len.append(length)
+            self.episodes += 1
+
     # ---------------------------------------------------------------- evaluation
     def act_fn(self) -> Callable[[torch.Tensor], np.ndarray]:
         nets, module = self.nets, self.module
@@ -247,8 +258,14 @@ class Run:
         assert self.nets is not None
         obs_norm = self.envs.obs_norm if self.envs is not None else None
         seed = self.cfg.seed + 1_000_000 + 1000 * self.eval_count
-        rets = run_episodes(self.act_fn(), self.factory, self.spec, self.cfg.eval_episodes, seed,
-                            obs_norm=obs_norm, device=self.cfg.device)
+        extra: dict[str, float] = {}
+        if getattr(self.module, "MULTI_AGENT", False):  # per-agent returns too (extra columns)
+            rets, extra = self.module.evaluate_episodes(self.nets, self.factory, self.spec, self.cfg.eval_episodes,
+                                                        seed, obs_norm=obs_norm, device=self.cfg.device)
+            self.eval_extra = {f"eval/{k}": v for k, v in extra.items()}
+        else:
+            rets = run_episodes(self.act_fn(), self.factory, self.spec, self.cfg.eval_episodes, seed,
+                                obs_norm=obs_norm, device=self.cfg.device)
         self.eval_count += 1
         mean, std = float(np.mean(rets)), float(np.std(rets))
         self.last_eval = mean
@@ -257,10 +274,12 @@ class Run:
         with open(new_path, "a", newline="") as f:
             w = csv.writer(f)
             if write_header:
-                w.writerow(["step", "mean_return", "std_return", "episodes"])
-            w.writerow([self.step, mean, std, len(rets)])
+                w.writerow(["step", "mean_return", "std_return", "episodes", *extra])
+            w.writerow([self.step, mean, std, len(rets), *extra.values()])
         if self._tb is not None:
             self._tb.add_scalar("eval/mean_return", mean, self.step)
+            for k, v in extra.items():
+                self._tb.add_scalar(f"eval/{k}", v, self.step)
         if mean >= self.best_eval:
             self.best_eval = mean
             save_checkpoint(self.dir / "checkpoints" / "best.pt", self._policy_payload(eval_return=mean))
@@ -326,6 +345,7 @@ class Run:
         }
         for k, v in self._pending.items():
             row[k] = v
+        row.update(self.eval_extra)  # multi-agent: the latest per-agent evaluation returns
         path = self.dir / "progress.csv"
         if self._csv_keys is None and path.exists() and path.stat().st_size > 0:
             with open(path, newline="") as f:
