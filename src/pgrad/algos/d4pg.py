@@ -1,0 +1,246 @@
+"""D4PG: distributed distributional deep deterministic policy gradient (post: D4PG; Barth-Maron et al., 2018).
+
+DDPG with the post's four parts: (1) a distributional critic, (2) N-step returns, (3) K parallel actors,
+(4) prioritised experience replay.
+
+Equations (post notation) and the functions that compute them:
+  (1) Z_w(s, a): a categorical distribution on M atoms z_i evenly spaced in [v_min, v_max]   core.nets.CategoricalQ
+      Q_w(s, a) = E[Z_w(s, a)]                                                   core.losses.categorical_mean
+  (2) target 𝒯_{μθ} Z_w' = Σ_{n<N} γ^n r_n + γ^N Z_w'(s_N, μ_θ'(s_N)), projected on the atoms
+                                                          data.replay (n-step), core.losses.categorical_projection
+  (3) L(w) = E[(R p_i)^-1 d(Φ𝒯Z_w', Z_w(s, a))], d the cross-entropy             core.losses.categorical_loss
+  (4) ∇_θ J ≈ E[∇_a E[Z_w(s, a)] ∇_θ μ_θ(s) |_{a=μ_θ(s)}]                       core.losses.dpg_actor_loss
+  (5) K actors with their own exploration noise μ_θ(s) + 𝒩_k feed one replay;
+      they receive the learner's published weights                  parallel.actors (processes), parallel.ray_actors
+  (6) prioritised replay: P(i) ∝ p_i^α, weights (R P(i))^-β (β annealed to 1), p_i ← the sample's loss
+                                                                           data.replay.PrioritizedReplayBuffer
+  (7) θ' ← τ θ + (1 - τ) θ', w' ← τ w + (1 - τ) w'                               core.targets.polyak_update
+
+Beyond the post:
+- ``actors = 0`` runs one actor in the learner's process on the run's own envs (exactly reproducible and
+  resumable); ``actors = K >= 1`` spawns K processes (``backend = process``, each torch.set_num_threads(1),
+  restarted if they die) or K Ray actors (``backend = ray``). The learner does ``replay_ratio`` updates per env
+  step received, and bounded channels stop actors from running more than ``queue_size`` chunks ahead;
+- actors act uniformly at random until the learner's first publication (after ``learning_starts`` steps);
+- soft target updates (the paper copied the targets every 100 steps); priorities are the per-sample
+  cross-entropy; importance weights are normalised by their batch maximum;
+- N-step windows stop at episode ends: bootstrapping through truncation (true final s'), never termination.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from pgrad.config import BaseConfig
+from pgrad.core.losses import categorical_loss, categorical_mean, categorical_projection, dpg_actor_loss
+from pgrad.core.nets import ActionBounds, Activation, CategoricalQ, DeterministicActor
+from pgrad.core.targets import frozen_copy, polyak_update
+from pgrad.data.replay import PrioritizedReplayBuffer, ReplayBuffer, extend
+from pgrad.envs import EnvSpec
+from pgrad.errors import ConfigError
+from pgrad.parallel.actors import Actor, ActorSpec, make_pool
+
+SPACES = ("box",)
+
+
+@dataclass
+class Config(BaseConfig):
+    lr: float = 1e-4
+    """Adam learning rate of the actor μ_θ (the paper: 1e-4)."""
+    critic_lr: float | None = None
+    """Adam learning rate of the distributional critic Z_w (None: the same as lr)."""
+    gamma: float = 0.99
+    """Discount γ."""
+    tau: float = 0.005
+    """Soft target update rate τ."""
+    n_step: int = 5
+    """N of the N-step return (the paper: 5)."""
+    n_atoms: int = 51
+    """Atoms M of the categorical critic."""
+    v_min: float = -150.0
+    """Smallest atom z_0 (returns below are clipped onto it)."""
+    v_max: float = 150.0
+    """Largest atom z_{M-1}."""
+    buffer_size: int = 1_000_000
+    """Replay capacity R in transitions."""
+    batch_size: int = 256
+    """Minibatch size of each update."""
+    learning_starts: int = 1000
+    """Env steps (all actors together) of uniform random actions before the first update."""
+    replay_ratio: float = 1.0
+    """Gradient steps per env step received from the actors."""
+    prioritized: bool = True
+    """Prioritised replay (part 4); False samples uniformly."""
+    alpha: float = 0.6
+    """Priority exponent α: P(i) ∝ p_i^α."""
+    beta: float = 0.4
+    """Initial importance-sampling exponent β, annealed linearly to 1 over the run."""
+    actors: int = 0
+    """K parallel actors (0: one actor inside the learner's process)."""
+    backend: Literal["process", "ray"] = "process"
+    """Where the K actors run: spawned processes or Ray actors."""
+    chunk: int = 50
+    """Vector-env steps an actor takes per message to the learner."""
+    queue_size: int = 2
+    """Chunks an actor may have in flight to the learner before it waits (the bound and rate limit)."""
+    publish_every: int = 1
+    """Publish the actor's weights to the actors every this many updates."""
+    noise: Literal["gaussian", "ou"] = "gaussian"
+    """Exploration noise 𝒩_k of each actor: Gaussian or Ornstein-Uhlenbeck (own process and seed per actor)."""
+    noise_sigma: float = 0.1
+    """σ of actor 0's noise, in units of half the action range (the paper: 0.3)."""
+    noise_sigma_max: float | None = None
+    """σ of actor K-1; actors in between are evenly spaced (None: every actor uses noise_sigma)."""
+    hidden: tuple[int, ...] = (400, 300)
+    """Hidden layer sizes of μ_θ and Z_w."""
+    activation: Activation = "relu"
+    """Hidden activation."""
+
+    RANGES = {
+        "lr": "(0, inf)", "critic_lr": "(0, inf)", "gamma": "(0, 1]", "tau": "(0, 1]", "n_step": "[1, 1000]",
+        "n_atoms": "[2, 100000]", "buffer_size": "[1, inf)", "batch_size": "[1, inf)",
+        "learning_starts": "[0, inf)", "replay_ratio": "(0, inf)", "alpha": "[0, inf)", "beta": "[0, 1]",
+        "actors": "[0, 1024]", "chunk": "[1, inf)", "queue_size": "[1, inf)", "publish_every": "[1, inf)",
+        "noise_sigma": "[0, inf)", "noise_sigma_max": "[0, inf)", "hidden": "[1, 100000]",
+    }
+
+
+def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, dict[str, torch.optim.Optimizer]]:
+    if not cfg.v_min < cfg.v_max:
+        raise ConfigError(f"v_min={cfg.v_min} must be below v_max={cfg.v_max}")
+    mu = DeterministicActor(spec.obs_dim, spec.act_dim, cfg.hidden, cfg.activation)
+    z = CategoricalQ(spec.obs_dim, spec.act_dim, cfg.n_atoms, cfg.hidden, cfg.activation)
+    nets = nn.ModuleDict({"mu": mu, "z": z, "mu_targ": frozen_copy(mu), "z_targ": frozen_copy(z),
+                          "bounds": ActionBounds(spec)}).to(cfg.device)
+    fused = torch.device(cfg.device).type == "cpu"
+    opt = {"mu": torch.optim.Adam(nets["mu"].parameters(), lr=cfg.lr, fused=fused),
+           "z": torch.optim.Adam(nets["z"].parameters(), lr=cfg.critic_lr or cfg.lr, fused=fused)}
+    return nets, opt
+
+
+def act(nets: nn.ModuleDict, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
+    """μ_θ(s) rescaled to the env's bounds (exploration noise is the actors' business)."""
+    return nets["bounds"].scale(nets["mu"](obs)).cpu().numpy()
+
+
+def update(nets: nn.ModuleDict, opt: dict[str, torch.optim.Optimizer], b: dict[str, torch.Tensor],
+           atoms: torch.Tensor, cfg: Config) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One step of the critic, then of the actor, then the targets. Returns the metrics and the per-sample
+    cross-entropy (the new priorities)."""
+    mu, z = nets["mu"], nets["z"]
+    with torch.no_grad():
+        p_next = torch.softmax(nets["z_targ"](b["next_obs"], nets["mu_targ"](b["next_obs"])), -1)
+        m = categorical_projection(b["rewards"], b["gamma_n"], p_next, atoms)  # (2)
+    logits = z(b["obs"], b["actions"])
+    z_loss, ce = categorical_loss(logits, m, b.get("weights"))  # (3), (6)
+    opt["z"].zero_grad(set_to_none=True)
+    z_loss.backward()
+    opt["z"].step()
+
+    pi_loss = dpg_actor_loss(categorical_mean(z(b["obs"], mu(b["obs"])), atoms))  # (4)
+    params = list(mu.parameters())
+    for p, g in zip(params, torch.autograd.grad(pi_loss, params)):  # θ only: no critic weight gradients
+        p.grad = g
+    opt["mu"].step()
+
+    polyak_update(nets["mu_targ"], mu, cfg.tau)  # (7)
+    polyak_update(nets["z_targ"], z, cfg.tau)
+    q = categorical_mean(logits.detach(), atoms).mean()
+    return {"loss/critic": z_loss.detach(), "loss/actor": pi_loss.detach(), "q": q}, ce
+
+
+class LearnerState:
+    """Counters that a resumed run needs: fractional updates owed and updates done."""
+
+    def __init__(self) -> None:
+        self.owed, self.updates = 0.0, 0
+
+    def state_dict(self) -> dict[str, float]:
+        return {"owed": self.owed, "updates": self.updates}
+
+    def load_state_dict(self, d: dict[str, float]) -> None:
+        self.owed, self.updates = float(d["owed"]), int(d["updates"])
+
+
+def actor_spec(cfg: Config, run: Any, policy: nn.Module) -> ActorSpec:
+    K = max(cfg.actors, 1)
+    top = cfg.noise_sigma if cfg.noise_sigma_max is None else cfg.noise_sigma_max
+    sigmas = [float(s) for s in np.linspace(cfg.noise_sigma, top, K)]
+    return ActorSpec(factory=run.factory, env_spec=run.spec, policy=policy, num_envs=cfg.num_envs,
+                     n_step=cfg.n_step, gamma=cfg.gamma, chunk=cfg.chunk, noise=cfg.noise, sigmas=sigmas,
+                     seed=cfg.seed)
+
+
+def train(cfg: Config, run: Any) -> nn.ModuleDict:
+    if cfg.actors > 0 and (cfg.norm_obs or cfg.norm_reward):
+        raise ConfigError("norm_obs and norm_reward need actors=0 (actor processes keep no shared statistics)")
+    spec = run.spec
+    envs = run.make_envs() if cfg.actors == 0 else None
+    nets, opt = build(cfg, spec)
+    atoms = torch.linspace(cfg.v_min, cfg.v_max, cfg.n_atoms, device=cfg.device)  # (1)
+    buffer_cls = PrioritizedReplayBuffer if cfg.prioritized else ReplayBuffer
+    kw = {"alpha": cfg.alpha} if cfg.prioritized else {}
+    # n-step transitions arrive complete from the actors: the learner's replay stores them one per row
+    replay = buffer_cls(cfg.buffer_size, 1, (spec.obs_dim,), (spec.act_dim,), device=cfg.device,
+                        extra={"gamma_n": ((), torch.float32)}, **kw)
+    state = LearnerState()
+    tracked: dict[str, Any] = {"opt_mu": opt["mu"], "opt_z": opt["z"], "replay": replay, "state": state}
+    local = None
+    if cfg.actors == 0:
+        local = Actor(actor_spec(cfg, run, nets["mu"]), 0, envs=envs, policy=nets["mu"])
+        tracked["actor"] = local
+    run.track(nets=nets, **tracked)
+    pool = None
+    if cfg.actors > 0:
+        pool = make_pool(cfg.backend, actor_spec(cfg, run, copy.deepcopy(nets["mu"]).cpu()), cfg.actors,
+                         cfg.queue_size)
+        if state.updates > 0:  # resumed: the actors start from the learned policy
+            pool.publish(nets["mu"])
+    metrics: dict[str, torch.Tensor] | None = None
+    try:
+        while run.step < cfg.steps:
+            if local is not None:
+                local.random = run.step < cfg.learning_starts
+                chunks = [local.collect(cfg.chunk)]
+            else:
+                chunks = pool.get(timeout=1.0)
+            steps = 0
+            for c in chunks:
+                n = c["obs"].shape[0]
+                if n:
+                    disc = torch.from_numpy(c["discount"]).view(n, 1)
+                    extend(replay, torch.from_numpy(c["obs"]).unsqueeze(1), torch.from_numpy(c["actions"]).unsqueeze(1),
+                           torch.from_numpy(c["rewards"]).view(n, 1), (disc == 0), torch.zeros(n, 1, dtype=torch.bool),
+                           torch.from_numpy(c["next_obs"]).unsqueeze(1), gamma_n=disc)
+                steps += c["steps"]
+                if "episodes" in c:
+                    run.record_episodes(c["episodes"])
+            k = 0
+            if run.step + steps >= cfg.learning_starts and len(replay) >= cfg.batch_size:
+                state.owed += steps * cfg.replay_ratio
+                k = int(state.owed)
+                state.owed -= k
+                beta = cfg.beta + (1.0 - cfg.beta) * min(1.0, run.step / cfg.steps)  # (6) β annealed to 1
+                for _ in range(k):
+                    b = replay.sample(cfg.batch_size, beta) if cfg.prioritized else replay.sample(cfg.batch_size)
+                    metrics, ce = update(nets, opt, b, atoms, cfg)
+                    if cfg.prioritized:
+                        replay.update_priorities(b["index"], ce)  # (6) p_i ← the sample's loss
+                    state.updates += 1
+                    if pool is not None and state.updates % cfg.publish_every == 0:
+                        pool.publish(nets["mu"])  # (5)
+            log_now = metrics is not None and run.step + steps >= run.next_log
+            if log_now and pool is not None:
+                metrics["actor_restarts"] = torch.tensor(float(pool.restarts))
+            if not run.advance(steps, metrics if log_now else None, updates=k):
+                break
+    finally:
+        if pool is not None:
+            pool.close()
+    return nets
