@@ -66,11 +66,18 @@ class Config(BaseConfig):
     """Hidden activation."""
     log_std_init: float = 0.0
     """Initial log σ of the Gaussian policy (Box actions)."""
+    backend: Literal["local", "ray"] = "local"
+    """'local': the N envs step in this process; 'ray': they are split over ray_workers Ray actors, each returns
+    the gradient of its rollouts and the coordinator steps once all have reported (docs/distributed.md)."""
+    ray_workers: int = 2
+    """Ray actors with backend=ray (num_envs must be a multiple of it)."""
+    ray_address: str | None = None
+    """Ray cluster to join with backend=ray (e.g. 'auto'); None starts a local Ray."""
 
     RANGES = {
         "lr": "(0, inf)", "rms_alpha": "(0, 1)", "opt_eps": "(0, inf)", "gamma": "(0, 1]", "lam": "[0, 1]",
         "n_steps": "[1, inf)", "vf_coef": "[0, inf)", "ent_coef": "[0, inf)", "max_grad_norm": "(0, inf)",
-        "hidden": "[1, 100000]",
+        "hidden": "[1, 100000]", "ray_workers": "[1, 1024]",
     }
 
 
@@ -128,6 +135,8 @@ def returns(ro: Rollout, v_net: nn.Module, cfg: Config) -> torch.Tensor:
 
 
 def train(cfg: Config, run: Any) -> nn.ModuleDict:
+    if cfg.backend == "ray":
+        return _train_ray(cfg, run)
     envs = run.make_envs()
     nets, opt = build(cfg, run.spec)
     run.track(nets=nets, opt=opt)
@@ -151,4 +160,74 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
         metrics = step_fn(nets, opt, {"obs": flat(ro.obs), "actions": flat(ro.actions), "ret": flat(R)}, cfg)
         if not run.advance(n, metrics):
             break
+    return nets
+
+
+# ----------------------------------------------------------------------------- backend=ray
+def rollout_gradients(nets: nn.ModuleDict, envs: Any, ro: Rollout, cfg: Config) -> dict[str, torch.Tensor]:
+    """A Ray worker's share of (4): collect its envs' T steps, (1) the targets R, and the gradients of the same
+    loss as ``update`` on its N/K·T samples, left in .grad (the coordinator averages, clips and steps)."""
+    pi, bounds = nets["pi"], nets["bounds"]
+    boxed = envs.spec.action_kind == "box"
+
+    def sample(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        dist = pi(obs)
+        a = dist.sample()
+        return a, dist.log_prob(a), (bounds.clip(a) if boxed else a).cpu().numpy()
+
+    collect_rollout(envs, sample, ro)
+    ret = flat(returns(ro, nets["v"], cfg))
+    obs = flat(ro.obs)
+    dist = pi(obs)
+    logp = dist.log_prob(flat(ro.actions))
+    v = nets["v"](obs)
+    adv = ret - v.detach()
+    if cfg.norm_adv and adv.numel() > 1:  # per worker batch with backend=ray
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    pg_loss = policy_gradient_loss(logp, adv)  # (2)
+    v_loss = value_loss(v, ret)  # (3)
+    ent = dist.entropy()
+    loss = pg_loss + cfg.vf_coef * v_loss + cfg.ent_coef * entropy_loss(ent)
+    for p in nets.parameters():
+        p.grad = None
+    loss.backward()
+    return {"loss/policy": pg_loss.detach(), "loss/value": v_loss.detach(), "entropy": ent.mean().detach()}
+
+
+def _train_ray(cfg: Config, run: Any) -> nn.ModuleDict:
+    """A2C's coordinator over Ray actors: one synchronous step (4) from the average of all K workers' gradients."""
+    from pgrad.errors import ConfigError
+    from pgrad.parallel.hogwild import record_episodes, worker_seed
+    from pgrad.parallel.ray_backend import RayWorkerPool, apply_gradients, mean_gradients, ray_session
+
+    if cfg.num_envs % cfg.ray_workers:
+        raise ConfigError(f"num_envs={cfg.num_envs} must be a multiple of ray_workers={cfg.ray_workers}")
+    if cfg.norm_obs:
+        raise ConfigError("a2c with backend=ray does not support norm_obs (each actor would keep its own "
+                          "statistics); set norm_obs=false")
+    nets, opt = build(cfg, run.spec)
+    run.track(nets=nets, opt=opt)
+    if run.step > 0:
+        run.exact_resume = False
+        run.log_event("a2c (backend=ray) resumes parameters, optimiser and counters; the actors start new "
+                      "episodes and random streams (not bit-exact)")
+    step0 = run.step
+    with ray_session(cfg.ray_address, run.log_event):
+        pool = RayWorkerPool("a2c", cfg, run.spec, run.factory, cfg.ray_workers, cfg.num_envs // cfg.ray_workers,
+                             lambda k, restarts: worker_seed(cfg.seed, k, restarts, step0), run.log_event)
+        try:
+            while run.step < cfg.steps:
+                if cfg.anneal_lr:
+                    for g in opt.param_groups:
+                        g["lr"] = cfg.lr * (1.0 - run.step / cfg.steps)
+                results = pool.gather(pool.put_weights(nets))
+                metrics = apply_gradients(nets, opt, mean_gradients(results), cfg.max_grad_norm)  # (4)
+                for m in ("loss/policy", "loss/value", "entropy"):
+                    metrics[m] = torch.tensor(float(np.mean([r["metrics"][m] for r in results])))
+                for r in results:
+                    record_episodes(run, r["finished"])
+                if not run.advance(sum(r["steps"] for r in results), metrics):
+                    break
+        finally:
+            pool.shutdown()
     return nets
