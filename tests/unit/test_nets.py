@@ -27,3 +27,32 @@ def test_stacked_q_gradients_are_per_member():
     obs, act = torch.randn(4, 3), torch.randn(4, 1)
     q(obs, act)[0].sum().backward()
     assert q.net.weights[0].grad[1].abs().sum() == 0 and q.net.weights[0].grad[0].abs().sum() > 0
+
+
+def test_mlp_function_equals_the_module_and_follows_its_parameters():
+    import torch
+
+    from pgrad.core.nets import mlp, mlp_function
+
+    for act in ("tanh", "relu", "elu", "gelu"):
+        net = mlp(4, (8, 8), 3, act)
+        f = mlp_function(net)
+        x = torch.randn(5, 4)
+        assert torch.equal(f(x), net(x))
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(0.1)
+        assert torch.equal(f(x), net(x))
+
+
+def test_policy_function_gives_the_same_distribution():
+    import torch
+
+    from pgrad.core.nets import CategoricalPolicy, GaussianPolicy, policy_function
+
+    x = torch.randn(6, 4)
+    cat = CategoricalPolicy(4, 3, (8,))
+    assert torch.equal(policy_function(cat)(x).logits, cat(x).logits)
+    gauss = GaussianPolicy(4, 2, (8,), log_std_init=-0.5)
+    d1, d2 = policy_function(gauss)(x), gauss(x)
+    assert torch.equal(d1.mean, d2.mean) and torch.equal(d1.log_std, d2.log_std)

@@ -7,7 +7,7 @@ pgrad.core.distributions.
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import torch
 from torch import nn
@@ -245,3 +245,39 @@ def stacked_members(net: StackedMLP, x: torch.Tensor, k: int) -> torch.Tensor:
         if i < n - 1:
             x = net.act(x)
     return x
+
+
+def mlp_function(seq: nn.Sequential) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``seq`` (Linear layers and activations, as built by ``mlp``) as a plain function of the *same* parameters.
+
+    It skips the nn.Module call machinery (hooks, per-module dispatch), which dominates the cost of the tiny
+    batches of acting one vector-env step at a time: about half the time per call for a 64x64 MLP on CPU. It
+    reads the live parameters, so it follows every optimiser step; layers it does not know are called as modules.
+    """
+    fns = {nn.Tanh: torch.tanh, nn.ReLU: torch.relu, nn.ELU: torch.nn.functional.elu,
+           nn.GELU: torch.nn.functional.gelu}
+    ops: list[Callable[[torch.Tensor], torch.Tensor]] = []
+    for m in seq:
+        if type(m) is nn.Linear:
+            ops.append(lambda x, w=m.weight, b=m.bias: torch.nn.functional.linear(x, w, b))
+        else:
+            ops.append(fns.get(type(m), m))
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        for op in ops:
+            x = op(x)
+        return x
+
+    return forward
+
+
+def policy_function(pi: nn.Module) -> Callable[[torch.Tensor], Categorical | DiagGaussian]:
+    """obs -> π(.|s), the same distribution as ``pi(obs)`` for a CategoricalPolicy or GaussianPolicy, computed
+    through ``mlp_function`` (for acting one step at a time); other policies are returned as they are."""
+    if isinstance(pi, CategoricalPolicy):
+        f = mlp_function(pi.logits)
+        return lambda obs: Categorical(f(obs))
+    if isinstance(pi, GaussianPolicy):
+        f = mlp_function(pi.mean)
+        return lambda obs: DiagGaussian(f(obs), pi.log_std)
+    return pi
