@@ -2,8 +2,8 @@
 
 Budget and networks from the Pendulum-v1 preset (rl-zoo settings with 64x64 networks). The policy checked is the
 one pgrad.train returns: the best of the periodic evaluations (checkpoints/best.pt, select='best'), re-evaluated
-here on 20 fresh episodes with deterministic actions. Seeds 0, 1, 2 were checked for both versions (numbers in
-the commit that added this test); CI runs one seed each.
+here on 20 fresh episodes with deterministic actions. Checked on seeds 0, 1, 2 (20-episode returns):
+auto -135.7, -131.5, -132.4; 2018 -180.8, -138.7, -132.6. CI runs seed 0 of each.
 """
 
 from __future__ import annotations

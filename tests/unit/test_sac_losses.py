@@ -138,3 +138,19 @@ def test_scaled_density_integrates_to_one_over_env_bounds():
     dens = scale_log_prob(TanhGaussian(mean.expand(len(x), 1), log_std.expand(len(x), 1)).log_prob(unit),
                           low, high).exp()
     assert abs(torch.trapezoid(dens, x.squeeze()).item() - 1.0) < 1e-3
+
+
+def test_tanh_gaussian_policy_head_shapes_and_clamp():
+    from pgrad.core.nets import TanhGaussianPolicy
+
+    torch.manual_seed(0)
+    pi = TanhGaussianPolicy(5, 3, (8,), log_std_min=-2.0, log_std_max=0.5)
+    with torch.no_grad():
+        pi.net[-1].bias[3:] = torch.tensor([-50.0, 0.0, 50.0])  # log σ far outside the clamp
+    dist = pi(torch.randn(4, 5))
+    a, logp = dist.rsample_with_log_prob()
+    assert a.shape == (4, 3) and logp.shape == (4,) and (a.abs() < 1).all()
+    ls = dist.base.log_std
+    assert torch.allclose(ls[:, 0], torch.full((4,), -2.0)) and torch.allclose(ls[:, 2], torch.full((4,), 0.5))
+    logp.sum().backward()
+    assert all(p.grad is not None for p in pi.parameters())
