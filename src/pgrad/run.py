@@ -248,13 +248,6 @@ class Run:
             self.recent_len.append(length)
             self.episodes += 1
 
-    def record_episodes(self, episodes: list[tuple[float, int]]) -> None:
-        """Count (return, length) of episodes finished outside ``run.envs`` (D4PG's actor processes)."""
-        for ret, length in episodes:
-            self.recent.append(ret)
-            self.recent_len.append(length)
-            self.episodes += 1
-
     # ---------------------------------------------------------------- evaluation
     def act_fn(self) -> Callable[[torch.Tensor], np.ndarray]:
         nets, module = self.nets, self.module
