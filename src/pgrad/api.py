@@ -17,7 +17,7 @@ from pgrad.run import Run, default_run_dir, load_checkpoint, save_checkpoint
 
 # Settings that may change when a run is resumed; everything else must stay as the run began.
 RESUMABLE_OVERRIDES = {"steps", "progress", "tensorboard", "eval_every", "eval_episodes", "checkpoint_every",
-                       "log_every", "threads", "select"}
+                       "log_every", "threads", "select", "track"}
 
 
 @dataclass

@@ -201,9 +201,17 @@ def cmd_eval(argv: list[str]) -> int:
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--seed", type=int, default=12_345)
     p.add_argument("--env", default=None, help="evaluate on this env id instead of the training env")
+    p.add_argument("--video", action="store_true",
+                   help="also record mp4s of the deterministic policy (needs the video extra: moviepy)")
+    p.add_argument("--video-dir", default=None, help="where the mp4s go (default: RUN/videos)")
+    p.add_argument("--video-episodes", type=int, default=1, help="episodes to record (default 1)")
     args = p.parse_args(argv)
     if args.episodes < 1:
         raise ConfigError("--episodes must be at least 1")
+    if args.video:
+        from pgrad.video import require_video_extra
+
+        require_video_extra()  # before the evaluation, not after it
     from pgrad.api import load
 
     agent = load(args.run, env=args.env)
@@ -212,6 +220,14 @@ def cmd_eval(argv: list[str]) -> int:
           f"mean return {res.mean_return:.2f} ± {res.std_return:.2f} over {args.episodes} episodes"
           + (" (per agent)" if res.per_agent else ""))
     _print_per_agent(res)
+    if args.video:
+        from pgrad.video import record_video
+
+        run = Path(args.run)
+        video_dir = Path(args.video_dir) if args.video_dir else (run if run.is_dir() else run.parent) / "videos"
+        paths, rets = record_video(agent, video_dir, max(1, args.video_episodes), args.seed, args.env)
+        for path, ret in zip(paths, rets):
+            print(f"video: {path} (return {ret:.2f})")
     return 0
 
 

@@ -66,6 +66,8 @@ class BaseConfig:
     """Show a progress bar (plain periodic lines when stdout is not a terminal)."""
     tensorboard: bool = True
     """Write TensorBoard event files into the run directory."""
+    track: bool = False
+    """Also stream the logs to Weights & Biases (needs wandb installed and TensorBoard on; project $WANDB_PROJECT or 'pgrad')."""
 
     RANGES: ClassVar[dict[str, str]] = {
         "steps": "[1, inf)",
@@ -112,6 +114,13 @@ class BaseConfig:
             for v in values:
                 if not _in_interval(v, interval):
                     raise ConfigError(f"{name}={value!r} is out of range: {name} must be in {interval}")
+        if getattr(self, "track", False):  # fail before a run directory exists
+            import importlib.util
+
+            if importlib.util.find_spec("wandb") is None:
+                raise ConfigError("--track needs Weights & Biases: pip install wandb (then wandb login)")
+            if not self.tensorboard:
+                raise ConfigError("--track streams the TensorBoard logs to W&B: leave --tensorboard true")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

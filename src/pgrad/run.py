@@ -371,6 +371,10 @@ class Run:
     # ---------------------------------------------------------------- progress display
     def _start_progress(self) -> None:
         if self.cfg.tensorboard and self._tb is None:
+            if getattr(self.cfg, "track", False) and getattr(self, "_wandb", None) is None:
+                from pgrad.tracking import start_wandb
+
+                self._wandb = start_wandb(self)  # before the SummaryWriter: W&B syncs its event files
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(str(self.dir), purge_step=self.step if self._resume else None)
@@ -462,6 +466,9 @@ class Run:
             self._bar.stop()
             self._bar = None
         if self._tb is not None:
+        if getattr(self, "_wandb", None) is not None:
+            self._wandb.finish()
+            self._wandb = None
             self._tb.close()
             self._tb = None
         if self._prev_sigint is not None:
