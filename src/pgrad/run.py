@@ -466,11 +466,11 @@ class Run:
             self._bar.stop()
             self._bar = None
         if self._tb is not None:
+            self._tb.close()
+            self._tb = None
         if getattr(self, "_wandb", None) is not None:
             self._wandb.finish()
             self._wandb = None
-            self._tb.close()
-            self._tb = None
         if self._prev_sigint is not None:
             signal.signal(signal.SIGINT, self._prev_sigint)
             self._prev_sigint = None
