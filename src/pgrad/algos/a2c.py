@@ -129,9 +129,9 @@ def returns(ro: Rollout, v_net: nn.Module, cfg: Config) -> torch.Tensor:
     with torch.no_grad():
         v_next = v_net(ro.next_obs)
         if cfg.lam == 1.0:
-            return bootstrapped_returns(ro.rewards, v_next, ro.terminated, ro.truncated, cfg.gamma)
+            return bootstrapped_returns(ro.rewards, v_next, ro.terminated, ro.truncated, cfg.gamma)  # (1)
         v = v_net(ro.obs)
-        return gae(ro.rewards, v, v_next, ro.terminated, ro.truncated, cfg.gamma, cfg.lam)[1]
+        return gae(ro.rewards, v, v_next, ro.terminated, ro.truncated, cfg.gamma, cfg.lam)[1]  # (1)
 
 
 def train(cfg: Config, run: Any) -> nn.ModuleDict:

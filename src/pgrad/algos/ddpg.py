@@ -88,7 +88,7 @@ class Critic(nn.Module):
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], activation: str, batch_norm: bool):
         super().__init__()
-        self.norm = nn.BatchNorm1d(obs_dim) if batch_norm else nn.Identity()
+        self.norm = nn.BatchNorm1d(obs_dim) if batch_norm else nn.Identity()  # (6)
         self.q = QNet(obs_dim, act_dim, hidden, activation)
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:

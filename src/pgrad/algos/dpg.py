@@ -139,7 +139,7 @@ class CompatibleQ(nn.Module):
             jac = self.jacobian(obs)
             mu = self._policy[0](obs)
         phi = torch.einsum("bap,ba->bp", jac, act - mu)
-        return phi @ self.w + quadratic_features(obs) @ self.v
+        return phi @ self.w + quadratic_features(obs) @ self.v  # (5)
 
 
 def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, dict[str, torch.optim.Optimizer]]:

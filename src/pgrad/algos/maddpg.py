@@ -496,12 +496,12 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
         ended_for_good = st.done & (st.terminated | ~st.acted).all(1)
         replay.add(obs, a, st.reward, ended_for_good, st.done & ~ended_for_good, st.next_obs,
                    agent_term=st.terminated, acted=st.acted, k=subs.current)
-        subs.redraw(st.done)
+        subs.redraw(st.done)  # (6) one sub-policy per agent and episode
         rounds = (run.step + E) // cfg.update_every - run.step // cfg.update_every
         n_upd = 0
         if run.step + E >= cfg.learning_starts and len(replay) >= cfg.batch_size:
             for _ in range(rounds * cfg.gradient_steps):
-                b = sample_learners(replay, lay, cfg.batch_size)
+                b = sample_learners(replay, lay, cfg.batch_size)  # (6) learner (i, k) samples D_i^(k)
                 recent = sample_recent(replay, cfg.infer_window, cfg.batch_size) if "pi_hat" in nets else None
                 metrics = step_fn(nets, opt, b, cfg, recent)
                 n_upd += 1

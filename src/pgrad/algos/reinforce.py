@@ -141,6 +141,7 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
             boot = torch.zeros_like(ro.rewards)
             if cfg.baseline == "value":
                 boot = torch.where(ro.truncated, nets["v"](ro.next_obs), boot)
+            # (1)
             G = discounted_returns(ro.rewards + cfg.gamma * boot, ro.terminated | ro.truncated, cfg.gamma, last)
         t_idx = torch.arange(ro.T, dtype=torch.float32, device=ro.rewards.device).unsqueeze(1).expand(ro.T, ro.N)
         discount = cfg.gamma ** t_idx if cfg.gamma_t else torch.ones_like(t_idx)
