@@ -265,7 +265,10 @@ def compare(algos: Sequence[str], env: str, seeds: int = 5, steps: int | None = 
             jobs_todo.append(Job(a, env, s, budget[a], str(d), hp))
     _write_settings(out, settings, budget, algos, seeds)
 
-    say = print if verbose else (lambda *a, **k: None)
+    def say(*args: Any, **kw: Any) -> None:
+        if verbose:
+            print(*args, **kw, flush=True)  # progress must show when stdout is a file or a pipe
+
     total = done + len(jobs_todo)
     if done:
         say(f"{done} of {total} runs already finished in {out}; {len(jobs_todo)} to go")
