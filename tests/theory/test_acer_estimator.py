@@ -57,7 +57,7 @@ def sample_q_ret(mdp, pi, beta, g, c_retrace=1.0):
     trunc = torch.zeros_like(st["term"])
     trunc[-1] = alive  # the time limit: Q^ret bootstraps V^π of the true last state
     c_bar = (pi[st["s"], st["a"]] / beta[st["s"], st["a"]]).clamp(max=c_retrace)
-    q_ret = retrace(st["r"], q[st["s"], st["a"]], v[st["s"]], v[st["s2"]], c_bar, st["term"], trunc, mdp.gamma)
+    q_ret = retrace(st["r"], q[st["s"], st["a"]], v[st["s2"]], c_bar, st["term"], trunc, mdp.gamma)
     return st["s"][0], st["a"][0], q_ret[0], q, v
 
 
@@ -84,7 +84,7 @@ def truncated_only_samples(theta, beta, s, a, q_ret, v, c):
 
 
 def test_retrace_target_is_unbiased_for_q_pi_with_time_limits():
-    mdp, theta, pi, beta, g = setup()
+    mdp, _, pi, beta, g = setup()
     s, a, q_ret, q, _ = sample_q_ret(mdp, pi, beta, g)
     # E[Q^ret | s, a] = Q^π(s, a) when the critic is exact, whatever the truncation of the traces
     res = compare("q_ret - Q^pi", (q_ret - q[s, a]).unsqueeze(1), torch.zeros(1))

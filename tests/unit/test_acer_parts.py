@@ -47,33 +47,51 @@ def ref_retrace(r, q_a, v, v_next, c_bar, term, trunc, gamma):
     return out
 
 
-def test_retrace_matches_the_sum_of_truncated_td_errors():
+def ref_retrace_recursive(r, q_a, v, v_next, c_bar, term, trunc, gamma):
+    """The paper's recursion, one env and one step at a time: Q^ret_t = r_t + γ [c̄_{t+1} (Q^ret_{t+1} - Q_{t+1})
+    + V(s_{t+1})], restarted from V(s_{t+1}) of the final observation where the episode or the segment ends."""
+    T, N = r.shape
+    out = torch.zeros(T, N, dtype=torch.float64)
+    for i in range(N):
+        nxt = 0.0
+        for t in range(T - 1, -1, -1):
+            if term[t, i]:
+                nxt = 0.0
+            elif trunc[t, i] or t == T - 1:
+                nxt = v_next[t, i].item()
+            else:
+                nxt = c_bar[t + 1, i].item() * (out[t + 1, i].item() - q_a[t + 1, i].item()) + v[t + 1, i].item()
+            out[t, i] = r[t, i].item() + gamma * nxt
+    return out
+
+
+def test_retrace_matches_the_sum_of_truncated_td_errors_and_the_recursion():
     for seed in range(3):
-        data = segment_data(seed=seed)
+        r, q_a, v, v_next, c_bar, term, trunc = segment_data(seed=seed)
         for gamma in (0.99, 0.7):
-            assert torch.allclose(retrace(*data, gamma), ref_retrace(*data, gamma), atol=1e-10)
+            q_ret = retrace(r, q_a, v_next, c_bar, term, trunc, gamma)
+            assert torch.allclose(q_ret, ref_retrace(r, q_a, v, v_next, c_bar, term, trunc, gamma), atol=1e-10)
+            assert torch.allclose(q_ret, ref_retrace_recursive(r, q_a, v, v_next, c_bar, term, trunc, gamma),
+                                  atol=1e-10)
 
 
 def test_retrace_time_limits():
     # one env, three steps: terminated after step 0, truncated after step 1, segment ends after step 2
     r = torch.tensor([[1.0], [1.0], [1.0]], dtype=torch.float64)
     q_a = torch.zeros(3, 1, dtype=torch.float64)
-    v = torch.zeros(3, 1, dtype=torch.float64)
     v_next = torch.tensor([[50.0], [100.0], [10.0]], dtype=torch.float64)
     c_bar = torch.ones(3, 1, dtype=torch.float64)
     term = torch.tensor([[True], [False], [False]])
     trunc = torch.tensor([[False], [True], [False]])
-    q_ret = retrace(r, q_a, v, v_next, c_bar, term, trunc, 0.5)
+    q_ret = retrace(r, q_a, v_next, c_bar, term, trunc, 0.5)
     assert q_ret[0, 0] == 1.0  # no bootstrap through termination
     assert q_ret[1, 0] == 1.0 + 0.5 * 100.0  # bootstrap V of the true final observation at truncation
     assert q_ret[2, 0] == 1.0 + 0.5 * 10.0  # and at the segment end
 
 
-def test_retrace_with_zero_traces_is_expected_sarsa_and_with_on_policy_q_is_unbiased_target():
-    data = list(segment_data(seed=5))
-    data[4] = torch.zeros_like(data[4])  # c̄ = 0: one-step target r + γ V(s')
-    r, q_a, v, v_next, c_bar, term, trunc = data
-    q_ret = retrace(*data, 0.9)
+def test_retrace_with_zero_traces_is_the_one_step_expected_sarsa_target():
+    r, q_a, _, v_next, c_bar, term, trunc = segment_data(seed=5)
+    q_ret = retrace(r, q_a, v_next, torch.zeros_like(c_bar), term, trunc, 0.9)  # c̄ = 0: r + γ V(s')
     assert torch.allclose(q_ret, r + 0.9 * (~term).double() * v_next)
 
 

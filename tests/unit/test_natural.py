@@ -3,6 +3,8 @@ solve, and the line search's acceptance rule."""
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -87,7 +89,7 @@ def test_conjugate_gradient_matches_direct_solve():
     for k in range(1, n + 1):
         e = conjugate_gradient(lambda v: A @ v, b, iters=k, residual_tol=0.0) - exact
         errs.append(float(e @ A @ e))
-    assert all(a >= b_ - 1e-9 for a, b_ in zip(errs, errs[1:]))
+    assert all(a >= b_ - 1e-9 for a, b_ in itertools.pairwise(errs))
 
 
 def test_conjugate_gradient_with_fisher_products_solves_damped_system():
@@ -138,7 +140,7 @@ def test_line_search_rejects_steps_that_do_not_improve_and_restores():
         return theta[0].clone(), 0.5 * (theta - start).pow(2).sum()
 
     step = torch.tensor([-1.0, 0.0], dtype=torch.float64)  # within the KL but the surrogate gets worse
-    ok, tries, surr, kl = backtracking_line_search([theta], step, evaluate, torch.tensor(1.0, dtype=torch.float64),
+    ok, tries, _, kl = backtracking_line_search([theta], step, evaluate, torch.tensor(1.0, dtype=torch.float64),
                                                    max_kl=10.0, max_iter=5)
     assert not ok and tries == 5 and float(kl) == 0.0
     assert torch.equal(theta.detach(), start)

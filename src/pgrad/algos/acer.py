@@ -115,17 +115,19 @@ def update(nets: nn.ModuleDict, opt: torch.optim.Optimizer, seg: dict[str, torch
     pi_net, q_net = nets["pi"], nets["q"]
     obs, actions, beta = seg["obs"], seg["actions"].long(), seg["beta_probs"]
     a = actions.unsqueeze(-1)
-    u = pi_net.logits(obs)  # φ: the policy's logits [T, B, A]
+    T = obs.shape[0]
+    both = torch.cat([obs, seg["next_obs"]])  # s_t and s_{t+1}: one forward per network
+    u_both, q_both = pi_net.logits(both), q_net(both)
+    u, q = u_both[:T], q_both[:T]  # φ: the policy's logits [T, B, A]; Q_w(s_t, .)
     u_leaf = u.detach().requires_grad_()
     log_pi = torch.log_softmax(u_leaf, -1)
-    q = q_net(obs)
     q_a = q.gather(-1, a).squeeze(-1)
     with torch.no_grad():
         pi = log_pi.exp()
         v = (pi * q).sum(-1)
         rho = pi.gather(-1, a).squeeze(-1) / beta.gather(-1, a).squeeze(-1).clamp_min(1e-12)
-        v_next = (torch.softmax(pi_net.logits(seg["next_obs"]), -1) * q_net(seg["next_obs"])).sum(-1)
-        q_ret = retrace(seg["rewards"], q_a.detach(), v, v_next, rho.clamp(max=cfg.c_retrace),
+        v_next = (torch.softmax(u_both[T:], -1) * q_both[T:]).sum(-1)  # V(s_{t+1}), the final obs at episode ends
+        q_ret = retrace(seg["rewards"], q_a.detach(), v_next, rho.clamp(max=cfg.c_retrace),
                         seg["terminated"], seg["truncated"], cfg.gamma)  # (1)
     A = log_pi.shape[-1]
     pg_loss, stats = acer_policy_loss(log_pi.reshape(-1, A), actions.reshape(-1), beta.reshape(-1, A),

@@ -15,7 +15,7 @@ Vectors are flat: one float tensor [P] over the concatenation of the parameters,
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 

@@ -93,27 +93,29 @@ def td_error(r: torch.Tensor, v: torch.Tensor, v_next: torch.Tensor, terminated:
     return r + gamma * (~terminated.bool()).to(r.dtype) * v_next - v
 
 
-def retrace(r: torch.Tensor, q_a: torch.Tensor, v: torch.Tensor, v_next: torch.Tensor, c_bar: torch.Tensor,
+def retrace(r: torch.Tensor, q_a: torch.Tensor, v_next: torch.Tensor, c_bar: torch.Tensor,
             terminated: torch.Tensor, truncated: torch.Tensor, gamma: float) -> torch.Tensor:
     """Retrace target Q^ret(s_t, a_t) (Munos et al., 2016; post: ACER) over a segment [T, N].
 
-    Q^ret_t = r_t + γ (1 - terminated_t) [c̄_{t+1} (Q^ret_{t+1} - Q(s_{t+1}, a_{t+1})) + V(s_{t+1})],
-    with c̄_t = min(c, π(a_t|s_t) / β(a_t|s_t)) the truncated importance weight (``c_bar``), ``q_a[t]`` =
-    Q(s_t, a_t), ``v[t]`` = V(s_t) = Σ_a π(a|s_t) Q(s_t, a) and ``v_next[t]`` = V(s_{t+1}). Where the episode
-    ended at t (``terminated | truncated``) or the segment ends (t = T - 1) the bracket is V(s_{t+1}) of the
-    true final observation: bootstrapped at truncation and at the segment end, zeroed by (1 - terminated) at
-    termination. Equivalently (the post's ΔQ^ret form) Q^ret_t = Q(s_t, a_t) + Σ_{k>=t} γ^{k-t}
-    (Π_{t<τ<=k} c̄_τ) δ_k with δ_k = r_k + γ (1 - terminated_k) V(s_{k+1}) - Q(s_k, a_k), summed within the
-    episode and the segment.
+    The post's ΔQ^ret form: the TD errors of the critic, their traces cut by truncated importance weights,
+
+        Q^ret_t = Q(s_t, a_t) + Σ_{k>=t} γ^{k-t} (Π_{t<τ<=k} c̄_τ) δ_k,
+        δ_k = r_k + γ (1 - terminated_k) V(s_{k+1}) - Q(s_k, a_k),
+
+    with c̄_t = min(c, π(a_t|s_t) / β(a_t|s_t)) (``c_bar``), ``q_a[t]`` = Q(s_t, a_t) and ``v_next[t]`` = V(s_{t+1})
+    = Σ_a π(a|s_{t+1}) Q(s_{t+1}, a). The sum stops at the end of the episode and of the segment: V of the true
+    final observation is bootstrapped at a truncation and at the segment's end, and nothing after a termination.
+    It equals the paper's recursion Q^ret_t = r_t + γ [c̄_{t+1} (Q^ret_{t+1} - Q(s_{t+1}, a_{t+1})) + V(s_{t+1})]
+    (computed here as D_t = Q^ret_t - Q(s_t, a_t) = δ_t + γ (1 - done_t) c̄_{t+1} D_{t+1}: one op per step).
     """
     T = r.shape[0]
     notterm = (~terminated.bool()).to(r.dtype)
-    done = terminated.bool() | truncated.bool()
-    q_ret = torch.empty_like(r)
-    acc = r[T - 1] + gamma * notterm[T - 1] * v_next[T - 1]
-    q_ret[T - 1] = acc
+    notdone = (~(terminated.bool() | truncated.bool())).to(r.dtype)
+    delta = r + gamma * notterm * v_next - q_a
+    decay = torch.zeros_like(r)
+    decay[:-1] = gamma * notdone[:-1] * c_bar[1:]
+    deltas, decays = delta.unbind(0), decay.unbind(0)
+    out = [deltas[T - 1]]
     for t in range(T - 2, -1, -1):
-        nxt = c_bar[t + 1] * (acc - q_a[t + 1]) + v[t + 1]
-        acc = r[t] + gamma * notterm[t] * torch.where(done[t], v_next[t], nxt)
-        q_ret[t] = acc
-    return q_ret
+        out.append(torch.addcmul(deltas[t], decays[t], out[-1]))
+    return q_a + torch.stack(out[::-1])
