@@ -13,7 +13,7 @@ CASES = {
     "td3": dict(hidden=(16, 16), batch_size=32, learning_starts=150, policy_delay=3),
     # β anneals over `steps`, which differs between the legs: held at 1 here
     "d4pg": dict(hidden=(16, 16), batch_size=32, learning_starts=150, chunk=25, n_step=3, beta=1.0),
-    "dpg": dict(num_envs=2, form="on_policy"),
+    "dpg": dict(num_envs=2, form="on_policy", anneal_lr=False),  # the schedule spans `steps`: off here
 }
 
 

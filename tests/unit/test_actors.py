@@ -43,7 +43,7 @@ class FakeVecEnv:
 def reference(log, t, i, n, gamma):
     ret, k = 0.0, 0
     while True:
-        obs, rew, term, trunc, nxt = log[t + k]
+        _, rew, term, trunc, nxt = log[t + k]
         ret += gamma ** k * rew[i].item()
         if term[i] or trunc[i] or k == n - 1:
             return ret, nxt[i], (0.0 if term[i] else gamma ** (k + 1))

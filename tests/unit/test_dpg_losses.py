@@ -6,8 +6,15 @@ import math
 
 import torch
 
-from pgrad.core.losses import (categorical_loss, categorical_mean, categorical_projection, clipped_double_q_target,
-                               dpg_actor_loss, q_regression_loss, smoothed_target_action)
+from pgrad.core.losses import (
+    categorical_loss,
+    categorical_mean,
+    categorical_projection,
+    clipped_double_q_target,
+    dpg_actor_loss,
+    q_regression_loss,
+    smoothed_target_action,
+)
 from pgrad.core.nets import StackedMLP, stacked_members
 
 

@@ -20,6 +20,7 @@ Beyond the post:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -74,6 +75,9 @@ class Config(BaseConfig):
     """Hidden layer sizes of μ_θ and Q_w."""
     activation: Activation = "relu"
     """Hidden activation."""
+    bf16: bool = False
+    """Run the updates' matmuls in bfloat16 (torch.autocast; weights, optimiser state and targets stay float32):
+    about 2x faster on CPUs with AVX512-BF16 or AMX, at bfloat16's 3 significant digits. Off: exact float32."""
 
     RANGES = {
         "lr": "(0, inf)", "critic_lr": "(0, inf)", "critic_weight_decay": "[0, inf)", "gamma": "(0, 1]",
@@ -164,6 +168,8 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     run.track(nets=nets, opt_mu=opt["mu"], opt_q=opt["q"], replay=replay, noise=noise)
     mu, bounds = nets["mu"], nets["bounds"]
     step_fn = torch.compile(update) if cfg.compile else update
+    amp = torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16) if cfg.bf16 \
+        else contextlib.nullcontext()
     if cfg.batch_norm:
         mu.eval()  # acting on N observations uses the running statistics; updates switch to batch statistics
     metrics: dict[str, torch.Tensor] | None = None
@@ -184,7 +190,8 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
             if cfg.batch_norm:
                 nets["mu"].train(), nets["q"].train()
             for _ in range(cfg.gradient_steps):
-                metrics = step_fn(nets, opt, replay.sample(cfg.batch_size), cfg)
+                with amp:
+                    metrics = step_fn(nets, opt, replay.sample(cfg.batch_size), cfg)
                 k += 1
             if cfg.batch_norm:
                 nets["mu"].eval(), nets["q"].eval()

@@ -62,6 +62,9 @@ class Config(BaseConfig):
     """Optimiser of θ, w and v: plain SGD (the post's updates) or Adam."""
     lr: float = 1e-3
     """Actor step size α_θ."""
+    anneal_lr: bool = True
+    """Decay α_θ linearly to 0 over the run (the critic's step size stays): the actor settles instead of
+    jittering around the optimum with the critic's noise."""
     critic_lr: float = 1e-2
     """Critic step size α_w (and α_v of the baseline)."""
     gamma: float = 0.99
@@ -209,6 +212,9 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
             pending.a = behaviour(envs.obs)
     metrics: dict[str, torch.Tensor] | None = None
     while run.step < cfg.steps:
+        if cfg.anneal_lr:
+            for g in opt["mu"].param_groups:
+                g["lr"] = cfg.lr * (1.0 - run.step / cfg.steps)
         obs, a = envs.obs, pending.a
         step = envs.step(a.cpu().numpy())
         with torch.no_grad():

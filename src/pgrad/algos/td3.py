@@ -22,6 +22,7 @@ Beyond the post:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,12 @@ from torch import nn
 
 from pgrad.config import BaseConfig
 from pgrad.core.distributions import GaussianNoise
-from pgrad.core.losses import clipped_double_q_target, dpg_actor_loss, q_regression_loss, smoothed_target_action
+from pgrad.core.losses import (
+    clipped_double_q_target,
+    dpg_actor_loss,
+    q_regression_loss,
+    smoothed_target_action,
+)
 from pgrad.core.nets import ActionBounds, Activation, DeterministicActor, StackedQ, stacked_members
 from pgrad.core.targets import frozen_copy, polyak_update
 from pgrad.data.replay import ReplayBuffer
@@ -76,6 +82,9 @@ class Config(BaseConfig):
     """Hidden layer sizes of μ_θ and each Q_wk."""
     activation: Activation = "relu"
     """Hidden activation."""
+    bf16: bool = False
+    """Run the updates' matmuls in bfloat16 (torch.autocast; weights, optimiser state and targets stay float32):
+    about 2x faster on CPUs with AVX512-BF16 or AMX, at bfloat16's 3 significant digits. Off: exact float32."""
 
     RANGES = {
         "lr": "(0, inf)", "critic_lr": "(0, inf)", "gamma": "(0, 1]", "tau": "(0, 1]", "buffer_size": "[1, inf)",
@@ -146,6 +155,8 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     run.track(nets=nets, opt_mu=opt["mu"], opt_q=opt["q"], replay=replay, counter=counter)
     mu, bounds = nets["mu"], nets["bounds"]
     step_fn = torch.compile(update) if cfg.compile else update
+    amp = torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16) if cfg.bf16 \
+        else contextlib.nullcontext()
     metrics: dict[str, torch.Tensor] = {}
     while run.step < cfg.steps:
         obs = envs.obs
@@ -160,8 +171,9 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
         if run.step + N >= cfg.learning_starts and (run.step // N) % cfg.train_freq == 0 and len(replay) > 0:
             for _ in range(cfg.gradient_steps):
                 counter.n += 1
-                metrics.update(step_fn(nets, opt, replay.sample(cfg.batch_size), cfg,
-                                       counter.n % cfg.policy_delay == 0))
+                with amp:
+                    metrics.update(step_fn(nets, opt, replay.sample(cfg.batch_size), cfg,
+                                           counter.n % cfg.policy_delay == 0))
                 k += 1
         log_now = "loss/actor" in metrics and run.step + N >= run.next_log
         if not run.advance(N, metrics if log_now else None, updates=k):

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait as wait_connections
-from typing import Any, Callable
+from typing import Any
 
 import cloudpickle
 import numpy as np
