@@ -458,7 +458,7 @@ def plot_comparison(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], scor
         if len(runs) > 1:
             ax.fill_between(grid, lo, hi, color=c, alpha=0.2, lw=0)
         for s, v in runs:  # each seed, faint: shows the spread the band summarises
-            ax.plot(s, v, color=c, lw=0.6, alpha=0.25)
+            ax.plot(s, v, color=c, lw=0.8, alpha=0.35)
     ax.set_xlabel("environment steps")
     ax.set_ylabel("evaluation return (deterministic policy)")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if abs(x) >= 1000 else f"{x:g}"))
