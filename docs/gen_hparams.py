@@ -23,7 +23,7 @@ PAGES = ROOT / "docs" / "algorithms"
 EQUATIONS = ROOT / "docs" / "equations.md"
 METRICS = ROOT / "docs" / "metrics.md"
 BLOCK = re.compile(r"(<!-- generated:(?P<kind>[a-z-]+) start -->\n)(?P<body>.*?)(<!-- generated:(?P=kind) end -->)",
-                   re.S)
+                   re.DOTALL)
 
 
 # ----------------------------------------------------------------------------- docs/equations.md

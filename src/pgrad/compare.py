@@ -32,10 +32,11 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import yaml
@@ -412,9 +413,9 @@ def _fmt(x: float) -> str:
 def results_table(scores: dict[str, list[float]], env: str, budget: dict[str, int], seeds: int) -> str:
     """The markdown table of final scores: IQM and mean with 95% stratified bootstrap intervals."""
     lines = [
-        f"Final scores on {env}: the mean return of each run's last evaluation (deterministic policy at the end "
-        f"of training), over {seeds} seed{'s' if seeds != 1 else ''} per algorithm. IQM: interquartile mean; "
-        "[95% CI]: percentile stratified bootstrap (2000 resamples of the runs).",
+        (f"Final scores on {env}: the mean return of each run's last evaluation (deterministic policy at the end "
+         f"of training), over {seeds} seed{'s' if seeds != 1 else ''} per algorithm. IQM: interquartile mean; "
+         "[95% CI]: percentile stratified bootstrap (2000 resamples of the runs)."),
         "",
         "| algorithm | steps | runs | IQM [95% CI] | mean [95% CI] | median | min | max |",
         "|---|---:|---:|---|---|---:|---:|---:|",
@@ -430,8 +431,8 @@ def results_table(scores: dict[str, list[float]], env: str, budget: dict[str, in
                      f"{_fmt(float(v.mean()))} [{_fmt(mlo)}, {_fmt(mhi)}] | {_fmt(float(np.median(v)))} | "
                      f"{_fmt(float(v.min()))} | {_fmt(float(v.max()))} |")
     if any(0 < len(x) < 5 for x in scores.values()):
-        lines += ["", "With fewer than 5 runs the intervals are rough: the IQM of 3 runs is their mean, and a "
-                  "bootstrap over 3 values cannot see beyond them."]
+        lines += ["", ("With fewer than 5 runs the intervals are rough: the IQM of 3 runs is their mean, and a "
+                       "bootstrap over 3 values cannot see beyond them.")]
     return "\n".join(lines)
 
 

@@ -67,7 +67,8 @@ class BaseConfig:
     tensorboard: bool = True
     """Write TensorBoard event files into the run directory."""
     track: bool = False
-    """Also stream the logs to Weights & Biases (needs wandb and TensorBoard on; project: env WANDB_PROJECT or 'pgrad')."""
+    """Also stream the logs to Weights & Biases (needs wandb, and TensorBoard on; project: WANDB_PROJECT or
+    'pgrad')."""
 
     RANGES: ClassVar[dict[str, str]] = {
         "steps": "[1, inf)",

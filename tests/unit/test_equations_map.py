@@ -58,8 +58,8 @@ def test_row_points_at_real_code(row):
     top = attrs[0]  # the function or class defined at module level
     assert re.search(rf"\b{re.escape(top)}\b", text), f"{row['file']} never mentions {top}"
     if row["tag"] == "—":
-        assert re.search(rf"^\s*(def|class) {re.escape(attrs[-1])}\b", text, re.M) or \
-            re.search(rf"^\s*(def|class) {re.escape(top)}\b", text, re.M), f"{attrs[-1]} not defined in {row['file']}"
+        assert re.search(rf"^\s*(def|class) {re.escape(attrs[-1])}\b", text, re.MULTILINE) or \
+            re.search(rf"^\s*(def|class) {re.escape(top)}\b", text, re.MULTILINE), f"{attrs[-1]} not defined in {row['file']}"
     else:
         assert row["tag"] == f"# ({row['n']})", f"{row['eq']}: tag {row['tag']} does not match its number"
         assert row["n"] in tags_in(text), f"no '# ({row['n']})' comment in {row['file']}"
@@ -68,7 +68,7 @@ def test_row_points_at_real_code(row):
 @pytest.mark.parametrize("algo", list(ALGOS))
 def test_every_numbered_equation_of_an_algorithm_has_a_row(algo):
     doc = ALGOS[algo].__doc__ or ""
-    numbered = set(re.findall(r"^\s+\((\d+)\)\s", doc, re.M))
+    numbered = set(re.findall(r"^\s+\((\d+)\)\s", doc, re.MULTILINE))
     assert numbered, f"{algo}'s docstring numbers no equations"
     mapped = {r["n"] for r in ROWS if r["algo"] == algo}
     assert numbered <= mapped, f"{algo}: equations {sorted(numbered - mapped)} have no row in docs/equations.md"
