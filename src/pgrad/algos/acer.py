@@ -1,5 +1,6 @@
-"""ACER: actor-critic with experience replay (post: ACER; Wang et al., 2017, "Sample Efficient Actor-Critic with
-Experience Replay"), discrete actions.
+"""ACER: actor-critic with experience replay, discrete actions (post: ACER; Wang et al., 2017).
+
+Paper: "Sample Efficient Actor-Critic with Experience Replay".
 
 Equations (post notation) and the functions that compute them:
   (1) Retrace: Q^ret(s_t, a_t) = r_t + γ [c̄_{t+1} (Q^ret_{t+1} - Q_w(s_{t+1}, a_{t+1})) + V_w(s_{t+1})],

@@ -1,5 +1,6 @@
-"""ACKTR: actor-critic using Kronecker-factored trust region (post: ACKTR; Wu et al., 2017, "Scalable
-trust-region method for deep reinforcement learning using Kronecker-factored approximation").
+"""ACKTR: actor-critic using Kronecker-factored trust region (post: ACKTR; Wu et al., 2017).
+
+Paper: "Scalable trust-region method for deep reinforcement learning using Kronecker-factored approximation".
 
 Equations (post notation) and the functions that compute them:
   (1) R ← r_i + γ R from R = V_w(s_T) (0 if terminal), or GAE(γ, λ) targets     core.returns.bootstrapped_returns,
