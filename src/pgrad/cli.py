@@ -48,7 +48,7 @@ def _config_help(algo: str, env_id: str | None) -> str:
     base_names = set(BaseConfig.field_names())
     ranges = cls.ranges()
     lines = [f"usage: pgrad train {algo} ENV [--steps N] [--seed S] [--out DIR] [--resume DIR] [--KEY VALUE ...]", "",
-             summary(module), f"action spaces: {', '.join(module.SPACES)}", ""]
+             *textwrap.wrap(summary(module, full=True), 110), f"action spaces: {', '.join(module.SPACES)}", ""]
     if env_id:
         lines.append(f"defaults below include the preset for {env_id}" if preset else f"no preset for {env_id}")
         lines.append("")
@@ -198,8 +198,8 @@ def cmd_train(argv: list[str]) -> int:
 def cmd_eval(argv: list[str]) -> int:
     p = _Parser(prog="pgrad eval", description="Evaluate a run directory or checkpoint deterministically.")
     p.add_argument("run", help="run directory (uses best.pt, else last.pt) or a checkpoint file")
-    p.add_argument("--episodes", type=int, default=20)
-    p.add_argument("--seed", type=int, default=12_345)
+    p.add_argument("--episodes", type=int, default=20, help="fresh episodes to evaluate (default 20)")
+    p.add_argument("--seed", type=int, default=12_345, help="seed of the first episode (default 12345)")
     p.add_argument("--env", default=None, help="evaluate on this env id instead of the training env")
     p.add_argument("--video", action="store_true",
                    help="also record mp4s of the deterministic policy (needs the video extra: moviepy)")
@@ -241,8 +241,8 @@ def _print_per_agent(res: Any) -> None:
 def cmd_plot(argv: list[str]) -> int:
     p = _Parser(prog="pgrad plot", description="Overlay the learning curves of runs in one PNG.")
     p.add_argument("runs", nargs="+", help="run directories")
-    p.add_argument("-o", "--output", default="curve.png")
-    p.add_argument("--title", default=None)
+    p.add_argument("-o", "--output", default="curve.png", help="the PNG to write (default curve.png)")
+    p.add_argument("--title", default=None, help="figure title (default: what the runs share)")
     args = p.parse_args(argv)
     for r in args.runs:
         if not (Path(r) / "progress.csv").exists() and not (Path(r) / "evaluations.csv").exists():

@@ -65,3 +65,21 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "no algorithm of ppo, sac has a hyperparameter --not-a-param" in capsys.readouterr().err
     assert main(["compare", "pp0", "--env", "CartPole-v1"]) == 2
     assert "did you mean ppo" in capsys.readouterr().err
+
+
+def test_plot_overlays_runs_with_short_labels(tmp_path, capsys):
+    from pgrad.plot import _labels
+
+    runs = []
+    for algo, seed in (("ppo", 0), ("ppo", 1), ("a2c", 0)):
+        d = tmp_path / f"{algo}{seed}"
+        pgrad.train(algo, "CartPole-v1", steps=64, seed=seed, out=d, eval_every=32, eval_episodes=1,
+                    progress=False, tensorboard=False, **TINY)
+        runs.append(d)
+    labels, title = _labels(runs)
+    assert labels == ["ppo seed 0", "ppo seed 1", "a2c seed 0"] and title == "on CartPole-v1"
+    assert _labels(runs[:1]) == (["ppo0"], "ppo on CartPole-v1 (seed 0)")
+    assert main(["plot", *map(str, runs), "-o", str(tmp_path / "all.png")]) == 0
+    assert (tmp_path / "all.png").stat().st_size > 10_000 and "wrote" in capsys.readouterr().out
+    assert main(["plot", str(tmp_path / "nope")]) == 2
+    assert "not a pgrad run directory" in capsys.readouterr().err

@@ -57,6 +57,7 @@ def get_algo(name: str) -> ModuleType:
     return ALGOS[name]
 
 
-def summary(module: ModuleType) -> str:
-    doc = (module.__doc__ or "").strip().splitlines()
-    return doc[0] if doc else ""
+def summary(module: ModuleType, full: bool = False) -> str:
+    """The docstring's first paragraph as one line; unless ``full``, without its "(post: ...; paper)" reference."""
+    first = " ".join((module.__doc__ or "").strip().split("\n\n")[0].split())
+    return first if full else first.split(" (post:")[0].rstrip(".")
