@@ -1,5 +1,6 @@
-"""Actor-critic with an action-value critic, updated at every step (post: Actor-Critic, "a simple action-value
-actor-critic algorithm"; Sutton & Barto, 2018, ch. 13.5; Konda & Tsitsiklis, 2000).
+"""Action-value actor-critic: a SARSA critic Q_w(s, a) and an actor updated at every step (post: Actor-Critic).
+
+The post's "simple action-value actor-critic algorithm" (Sutton & Barto, 2018, ch. 13.5; Konda & Tsitsiklis, 2000).
 
 Equations (post notation) and the functions that compute them, for N parallel envs stepped together:
   (1) a' ~ π_θ(a'|s'): the next action, sampled before the update and then taken (a ← a', s ← s')
@@ -99,16 +100,16 @@ def update(nets: nn.ModuleDict, opts: dict[str, torch.optim.Optimizer], b: dict[
     """One step on θ and w from N transitions (s, a, r, s', a')."""
     dist = nets["pi"](b["obs"])
     logp = dist.log_prob(b["actions"])
-    q_sa = q_value(nets["q"], b["obs"], b["actions"])
+    discrete = isinstance(nets["q"], DiscreteQNet)
+    q_all = nets["q"](b["obs"]) if discrete else None
+    q_sa = q_all.gather(-1, b["actions"].long().unsqueeze(-1)).squeeze(-1) if discrete \
+        else nets["q"](b["obs"], b["actions"])
     with torch.no_grad():
         q_next = q_value(nets["q"], b["next_obs"], b["next_actions"])
         target = b["rewards"] + cfg.gamma * (~b["terminated"]).float() * q_next  # (3): δ = target - Q_w(s, a)
         psi = q_sa
         if cfg.baseline:
-            if isinstance(nets["q"], DiscreteQNet):
-                v = (dist.probs * nets["q"](b["obs"])).sum(-1)
-            else:
-                v = nets["q"](b["obs"], dist.mode())
+            v = (dist.probs * q_all).sum(-1) if discrete else nets["q"](b["obs"], dist.mode())
             psi = q_sa - v
     pi_loss = policy_gradient_loss(logp, psi)  # (2)
     q_loss = value_loss(q_sa, target)  # (4)
