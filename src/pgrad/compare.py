@@ -243,7 +243,11 @@ def compare(algos: Sequence[str], env: str, seeds: int = 5, steps: int | None = 
         raise ConfigError("--seeds must be at least 1")
     if steps is not None and steps < 1:
         raise ConfigError("--steps must be at least 1")
-    jobs = jobs or os.cpu_count() or 1
+    if eval_episodes < 1:
+        raise ConfigError("--eval-episodes must be at least 1")
+    if eval_every is not None and eval_every < 1:
+        raise ConfigError("--eval-every must be at least 1")
+    jobs = (os.cpu_count() or 1) if jobs is None else jobs
     if jobs < 1:
         raise ConfigError("--jobs must be at least 1")
     per_algo = _split_hparams(algos, dict(hparams or {}))
@@ -555,9 +559,10 @@ def main(argv: list[str]) -> int:
         except ValueError:
             raise ConfigError(f"--{key} takes an integer, got {opts[key]!r}") from None
 
-    compare(algos, opts["env"], seeds=as_int("seeds") or 5, steps=as_int("steps"), out=opts.get("out"),
+    seeds, eval_episodes = as_int("seeds"), as_int("eval-episodes")
+    compare(algos, opts["env"], seeds=5 if seeds is None else seeds, steps=as_int("steps"), out=opts.get("out"),
             jobs=as_int("jobs"), eval_every=as_int("eval-every"),
-            eval_episodes=as_int("eval-episodes") or 10, hparams=hparams)
+            eval_episodes=10 if eval_episodes is None else eval_episodes, hparams=hparams)
     return 0
 
 
