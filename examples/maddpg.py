@@ -9,6 +9,8 @@ A short run shows the start of learning; `pgrad train maddpg mpe2:simple_speaker
 goes further.
 """
 
+from mpe2 import simple_speaker_listener_v4
+
 import pgrad
 
 agent = pgrad.train("maddpg", "mpe2:simple_speaker_listener_v4", steps=40_000, seed=0, num_envs=8,
@@ -17,8 +19,6 @@ res = agent.evaluate(episodes=20)
 print("per agent:", {k: round(v, 1) for k, v in res.per_agent.items()}, "total:", round(res.total_return, 1))
 
 # Decentralised execution: each agent acts on its own observation.
-from mpe2 import simple_speaker_listener_v4  # noqa: E402
-
 env = simple_speaker_listener_v4.parallel_env()
 obs, _ = env.reset(seed=1)
 print("actions:", agent.act(obs))

@@ -435,8 +435,8 @@ def results_table(scores: dict[str, list[float]], env: str, budget: dict[str, in
                      f"{_fmt(float(v.mean()))} [{_fmt(mlo)}, {_fmt(mhi)}] | {_fmt(float(np.median(v)))} | "
                      f"{_fmt(float(v.min()))} | {_fmt(float(v.max()))} |")
     if any(0 < len(x) < 5 for x in scores.values()):
-        lines += ["", ("With fewer than 5 runs the intervals are rough: the IQM of 3 runs is their mean, and a "
-                       "bootstrap over 3 values cannot see beyond them.")]
+        lines += ["", ("With fewer than 5 runs the intervals are rough: the IQM of fewer than 4 runs is their mean, "
+                       "and a bootstrap over so few values cannot see beyond them.")]
     return "\n".join(lines)
 
 
