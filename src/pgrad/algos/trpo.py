@@ -1,8 +1,8 @@
 """TRPO: trust region policy optimisation (post: TRPO; Schulman et al., 2015, "Trust Region Policy Optimization").
 
 Equations (post notation) and the functions that compute them:
-  (1) J(θ) = E_{s ~ ρ^π_θold, a ~ π_θold}[π_θ(a|s) / π_θold(a|s) Â_θold(s, a)]     the on-policy surrogate
-  (2) E_{s ~ ρ^π_θold}[D_KL(π_θold(.|s) || π_θ(.|s))] <= δ                          the trust region
+  (1) J(θ) = E_{s ~ ρ^π_θold, a ~ π_θold}[π_θ(a|s) / π_θold(a|s) Â_θold(s, a)]    update (inline: the surrogate)
+  (2) E_{s ~ ρ^π_θold}[D_KL(π_θold(.|s) || π_θ(.|s))] <= δ          core.distributions.Categorical.kl / DiagGaussian.kl
   (3) s = F^{-1} ∇_θ J, F = ∇²_θ D̄_KL (Fisher-vector products + conjugate gradient)
                                        core.natural.fisher_vector_product, core.natural.conjugate_gradient
   (4) θ ← θ_old + β s, β = sqrt(2δ / sᵀ F s), shrunk until J improves and (2) holds
