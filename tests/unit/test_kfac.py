@@ -43,7 +43,7 @@ def test_kronecker_identity_and_precondition_equal_direct_solve():
     grad = torch.randn(2, 4, dtype=torch.float64)
     dA, QA = torch.linalg.eigh(A)
     dG, QG = torch.linalg.eigh(G)
-    for lam in (1e-3, 0.1):
+    for lam in (0.0, 1e-3, 0.1):  # λ = 0: exactly (A ⊗ G)^{-1} g
         direct = torch.linalg.solve(torch.kron(A, G) + lam * torch.eye(8, dtype=torch.float64), vec(grad))
         assert torch.allclose(kfac_precondition(grad, QA, dA, QG, dG, lam), unvec(direct, (2, 4)), atol=1e-9)
 
