@@ -191,6 +191,8 @@ def cmd_train(argv: list[str]) -> int:
     _print_per_agent(res)
     print(f"run directory: {agent.run_dir}")
     print(f"learning curve: {agent.run_dir / 'curve.png'}")
+    if agent.cfg.tensorboard:
+        print(f"all metrics:    tensorboard --logdir {agent.run_dir}   (columns explained in docs/metrics.md)")
     return 0
 
 
