@@ -10,7 +10,7 @@ PIP    := $(PY) -m pip
 PIP_INSTALL := $(PIP) install --disable-pip-version-check -q -c constraints.txt
 TEST_EXTRAS := dev,marl,ray
 
-.PHONY: demo test test-quick test-learning bench lint clean
+.PHONY: demo test test-quick test-learning bench lint docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ bench: $(VENV)/.installed-test
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check src tests benchmarks
+
+# regenerate the tables of docs/algorithms/*.md from the Configs, docs/equations.md and docs/metrics.md
+# (tests/unit/test_docs.py fails until this is run after a Config field or docstring changes)
+docs: $(VENV)/.installed-base
+	$(PY) docs/gen_hparams.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info

@@ -57,7 +57,7 @@ def logged_metrics(path: Path) -> set[str]:
 
 def test_generated_tables_are_current():
     stale = gen.stale_pages()
-    assert not stale, f"stale docs (run `python docs/gen_hparams.py`): {stale}"
+    assert not stale, f"stale docs (run `make docs` or `python docs/gen_hparams.py`): {stale}"
 
 
 def test_index_lists_every_algorithm_page():
