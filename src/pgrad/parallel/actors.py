@@ -76,7 +76,8 @@ class Actor:
         sigma = spec.sigmas[index % len(spec.sigmas)]
         self.noise = OUNoise((M, A), sigma, spec.ou_theta) if spec.noise == "ou" else GaussianNoise((M, A), sigma)
         rows = spec.chunk + spec.n_step + 1
-        self.local = ReplayBuffer(rows * M, M, (es.obs_dim,), (A,), n_step=spec.n_step, gamma=spec.gamma)
+        self.local = ReplayBuffer(rows * M, M, (es.obs_dim,), (A,), n_step=spec.n_step, gamma=spec.gamma,
+                                  device=self.envs.obs.device)
         self.rows_added = 0
         self.rows_sent = 0
         self.random = True
@@ -84,26 +85,29 @@ class Actor:
     @torch.no_grad()
     def collect(self, T: int) -> dict[str, Any]:
         envs, M, A = self.envs, self.spec.num_envs, self.spec.env_spec.act_dim
+        dev = envs.obs.device
+        if self.bounds.low.device != dev:
+            self.bounds.to(dev)
         for _ in range(T):
             obs = envs.obs
             if self.random:
-                a = torch.rand(M, A) * 2 - 1
+                a = torch.rand(M, A, device=dev) * 2 - 1
             else:
-                a = (self.policy(obs) + self.noise()).clamp(-1.0, 1.0)
-            step = envs.step(self.bounds.scale(a).numpy())
+                a = (self.policy(obs) + self.noise().to(dev)).clamp(-1.0, 1.0)
+            step = envs.step(self.bounds.scale(a).cpu().numpy())
             self.local.add(obs, a, step.reward, step.terminated, step.truncated, step.next_obs)
             done = step.terminated | step.truncated
             if bool(done.any()):
-                self.noise.reset(done)
+                self.noise.reset(done.cpu())
             self.rows_added += 1
         complete = self.rows_added - (self.spec.n_step - 1)
         rows = torch.arange(self.rows_sent, max(complete, self.rows_sent)) % self.local.rows
         self.rows_sent = max(complete, self.rows_sent)
-        r = rows.repeat_interleave(M)
-        e = torch.arange(M).repeat(len(rows))
-        b = self.local.gather(r, e)
-        return {"obs": b["obs"].numpy(), "actions": b["actions"].numpy(), "rewards": b["rewards"].numpy(),
-                "next_obs": b["next_obs"].numpy(), "discount": b["discount"].numpy(), "steps": T * M}
+        r = rows.repeat_interleave(M).to(self.local.device)
+        e = torch.arange(M).repeat(len(rows)).to(self.local.device)
+        b = {k: v.cpu().numpy() for k, v in self.local.gather(r, e).items()}
+        return {"obs": b["obs"], "actions": b["actions"], "rewards": b["rewards"], "next_obs": b["next_obs"],
+                "discount": b["discount"], "steps": T * M}
 
     def state_dict(self) -> dict[str, Any]:
         return {"local": self.local.state_dict(), "noise": self.noise.state_dict(), "rows_added": self.rows_added,
