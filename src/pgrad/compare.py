@@ -218,6 +218,25 @@ def _split_hparams(algos: Sequence[str], hparams: dict[str, Any]) -> dict[str, d
     return per
 
 
+def _check_runs_can_start(algos: Sequence[str], env: str, per_algo: dict[str, dict[str, Any]]) -> None:
+    """Fail now, in one line, on an unknown env, an unsupported action space or a bad hyperparameter value,
+    rather than once per run in the worker processes."""
+    from pgrad.algos import get_algo
+    from pgrad.api import _env_api
+    from pgrad.config import make_config
+    from pgrad.envs import check_action_space
+
+    for a in algos:
+        module = get_algo(a)
+        make_env, describe_env, _, _ = _env_api(module)
+        factory, env_id = make_env(env)
+        probe = factory()
+        spec = describe_env(probe, env_id)
+        probe.close()
+        check_action_space(spec, a, module.SPACES)
+        make_config(module.Config, a, env_id, per_algo[a])
+
+
 def default_out(algos: Sequence[str], env: str) -> Path:
     safe = env.replace("/", "_").replace(":", "_")
     return Path("comparisons") / f"{'-'.join(algos)}-{safe}"
@@ -251,6 +270,7 @@ def compare(algos: Sequence[str], env: str, seeds: int = 5, steps: int | None = 
     if jobs < 1:
         raise ConfigError("--jobs must be at least 1")
     per_algo = _split_hparams(algos, dict(hparams or {}))
+    _check_runs_can_start(algos, env, per_algo)
     out = Path(out) if out is not None else default_out(algos, env)
     budget = {a: steps if steps is not None else _default_steps(a, env) for a in algos}
     settings = {"env": env, "eval_episodes": eval_episodes, "eval_every": eval_every, "hparams": per_algo}

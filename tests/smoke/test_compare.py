@@ -65,6 +65,10 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "no algorithm of ppo, sac has a hyperparameter --not-a-param" in capsys.readouterr().err
     assert main(["compare", "pp0", "--env", "CartPole-v1"]) == 2
     assert "did you mean ppo" in capsys.readouterr().err
+    assert main(["compare", "ppo", "sac", "--env", "CartPole-v1", "--out", str(tmp_path / "y")]) == 2
+    assert "sac does not support Discrete actions" in capsys.readouterr().err
+    assert main(["compare", "ppo", "a2c", "--env", "CartPole-v1", "--gamma", "2", "--out", str(tmp_path / "y")]) == 2
+    assert "gamma=2.0 is out of range" in capsys.readouterr().err
     for flag in ("--seeds", "--eval-episodes", "--steps", "--jobs", "--eval-every"):  # 0 is an error, not a default
         assert main(["compare", "ppo", "--env", "CartPole-v1", flag, "0", "--out", str(tmp_path / "y")]) == 2
         assert "must be at least 1" in capsys.readouterr().err
