@@ -217,6 +217,10 @@ def cmd_eval(argv: list[str]) -> int:
     from pgrad.api import load
 
     agent = load(args.run, env=args.env)
+    if args.video:
+        from pgrad.video import check_supported
+
+        check_supported(agent)
     res = agent.evaluate(episodes=args.episodes, seed=args.seed, env=args.env)
     print(f"{agent.algo} on {args.env or agent.spec.env_id} (step {agent.step}): "
           f"mean return {res.mean_return:.2f} ± {res.std_return:.2f} over {args.episodes} episodes"

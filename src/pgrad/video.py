@@ -26,6 +26,12 @@ def require_video_extra() -> None:
         raise PgradError(MISSING) from None
 
 
+def check_supported(agent: Any) -> None:
+    """Raise a one-line PgradError when this agent's env cannot be recorded (multi-agent PettingZoo envs)."""
+    if getattr(agent.module, "MULTI_AGENT", False):
+        raise PgradError("video recording supports Gymnasium envs; multi-agent (PettingZoo) runs are not supported")
+
+
 def record_video(agent: Any, video_dir: str | Path, episodes: int = 1, seed: int = 12_345,
                  env_id: str | None = None) -> tuple[list[Path], list[float]]:
     """Record ``episodes`` episodes of ``agent``'s deterministic policy; returns (mp4 paths, episode returns)."""
@@ -33,8 +39,7 @@ def record_video(agent: Any, video_dir: str | Path, episodes: int = 1, seed: int
     import gymnasium as gym
     from gymnasium.wrappers import RecordVideo
 
-    if getattr(agent.module, "MULTI_AGENT", False):
-        raise PgradError("video recording supports Gymnasium envs; multi-agent (PettingZoo) runs are not supported")
+    check_supported(agent)
     env_id = env_id or agent.spec.env_id
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame-rendered envs without a display
     try:
