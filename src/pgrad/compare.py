@@ -286,7 +286,7 @@ def compare(algos: Sequence[str], env: str, seeds: int = 5, steps: int | None = 
                 done += 1
                 continue
             hp = {"eval_every": ev, "eval_episodes": eval_episodes, "checkpoint_every": max(1, budget[a] // 10),
-                  "tensorboard": False, **per_algo[a]}
+                  **per_algo[a]}
             jobs_todo.append(Job(a, env, s, budget[a], str(d), hp))
     _write_settings(out, settings, budget, algos, seeds)
 
@@ -311,7 +311,7 @@ def compare(algos: Sequence[str], env: str, seeds: int = 5, steps: int | None = 
     result["failed"] = failed
     say("")
     say(result["table_text"])
-    say(f"plot:  {result['plot']}\ntable: {result['table']}")
+    say(f"plot:  {result['plot']}\ntable: {result['table']}\nevery run's metrics: tensorboard --logdir {out}")
     if failed:
         say(f"{len(failed)} run(s) failed: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
     return result
