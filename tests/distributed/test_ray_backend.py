@@ -101,3 +101,8 @@ def test_killed_ray_actor_is_restarted_and_a3c_finishes(tmp_path):
     assert re.search(r"ray worker 1 started \(pid \d+\), restart 1", text)
     m = re.search(r"finished at step (\d+)", text)
     assert m and int(m.group(1)) >= 6000
+
+
+def test_more_workers_than_ray_cpus_is_refused(tmp_path):
+    with pytest.raises(pgrad.ConfigError, match="3 Ray workers need 3 CPUs"):
+        pgrad.train("a3c", "CartPole-v1", steps=100, out=tmp_path / "run", workers=3, backend="ray", **SHARED)

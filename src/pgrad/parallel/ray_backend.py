@@ -121,6 +121,10 @@ class RayWorkerPool:
         from pgrad.parallel.hogwild import pickle_factory
 
         self.ray = _ray()
+        cpus = self.ray.cluster_resources().get("CPU", 0.0)
+        if cpus < num_workers:  # each actor asks for one CPU: more actors than CPUs would wait forever
+            raise ConfigError(f"{num_workers} Ray workers need {num_workers} CPUs but the Ray cluster has {cpus:g}; "
+                              "use fewer workers or add nodes")
         self.algo, self.cfg, self.spec, self.K, self.E = algo, cfg, spec, num_workers, envs_per_worker
         self.blob = pickle_factory(factory)
         self.seed_fn, self.log, self.max_restarts = seed_fn, log, max_restarts
