@@ -91,3 +91,14 @@ def test_metric_extraction_matches_a_real_run(tmp_path):
     page = (ROOT / "docs" / "metrics.md").read_text()
     for c in run_cols:
         assert f"| `{c}` |" in page
+
+
+def test_relative_links_in_the_docs_resolve():
+    import re
+
+    pages = [*(ROOT / "docs").glob("*.md"), *(ROOT / "docs" / "algorithms").glob("*.md"), ROOT / "examples" / "README.md"]
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            assert (page.parent / target).exists(), f"{page.relative_to(ROOT)} links to missing {target}"
