@@ -300,7 +300,9 @@ def compare(algos: Sequence[str], env: str, seeds: int = 5, steps: int | None = 
     failed: dict[str, str] = {}
     interrupted = False
     if jobs_todo:
-        say(f"running {len(jobs_todo)} runs ({', '.join(algos)} x {seeds} seeds on {env}), "
+        todo = ", ".join(f"{sum(j.algo == a for j in jobs_todo)} {a}" for a in algos
+                         if any(j.algo == a for j in jobs_todo))
+        say(f"running {len(jobs_todo)} runs on {env} ({todo}), "
             f"{min(jobs, len(jobs_todo))} at a time; logs in {out}/<algo>/s<seed>/")
         interrupted = _run_all(jobs_todo, jobs, failed, say, done, total)
     if interrupted:
