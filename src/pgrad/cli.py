@@ -38,7 +38,7 @@ def _flag_type(tp: Any) -> str:
 
 def _config_help(algo: str, env_id: str | None) -> str:
     from pgrad.algos import get_algo, summary
-    from pgrad.config import BaseConfig, field_types, preset_for
+    from pgrad.config import BaseConfig, field_types, load_presets, preset_for
 
     module = get_algo(algo)
     cls = module.Config
@@ -51,6 +51,10 @@ def _config_help(algo: str, env_id: str | None) -> str:
              *textwrap.wrap(summary(module, full=True), 110), f"action spaces: {', '.join(module.SPACES)}", ""]
     if env_id:
         lines.append(f"defaults below include the preset for {env_id}" if preset else f"no preset for {env_id}")
+        lines.append("")
+    else:
+        envs = ", ".join(load_presets(algo)) or "none"
+        lines.append(f"presets (applied first, your values win; `pgrad train {algo} ENV --help` shows them): {envs}")
         lines.append("")
 
     def block(title: str, names: list[str]) -> None:

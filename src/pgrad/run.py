@@ -388,8 +388,8 @@ class Run:
             self._bar = Progress(
                 TextColumn(f"[bold]{self.algo}[/] {self.spec.env_id}"), BarColumn(),
                 TextColumn("{task.completed:,}/{task.total:,} steps"),
-                TextColumn("{task.fields[sps]} steps/s"), TextColumn("return {task.fields[ret]}"),
-                TextColumn("eval {task.fields[ev]}"), TimeRemainingColumn(), transient=False,
+                TextColumn("{task.fields[sps]} steps/s"), TextColumn("train return {task.fields[ret]}"),
+                TextColumn("eval return {task.fields[ev]}"), TimeRemainingColumn(), transient=False,
             )
             self._bar.start()
             self._task = self._bar.add_task("train", total=self.cfg.steps, completed=self.step,
@@ -412,7 +412,7 @@ class Run:
             sps, ret, ev = self._fields()
             pct = 100.0 * self.step / self.cfg.steps
             print(f"[{self.algo} {self.spec.env_id}] {self.step:,}/{self.cfg.steps:,} steps ({pct:.0f}%) "
-                  f"{sps} steps/s  return {ret}  eval {ev}", flush=True)
+                  f"{sps} steps/s  train return {ret}  eval return {ev}", flush=True)
             self._next_line = self.step + max(1, self.cfg.steps // 10)
 
     # ---------------------------------------------------------------- Ctrl-C
@@ -433,12 +433,13 @@ class Run:
     # ---------------------------------------------------------------- the end
     def finish(self) -> dict[str, Any]:
         """Final evaluation, last.pt, curve.png; returns a summary."""
+        self.train_seconds = time.perf_counter() - self._t0
+        if self._pending_row_due():
+            self._log_row()  # the last row's time is the training loop alone (benchmarks read it)
         if self.nets is not None and not self.stop_requested:
             self.evaluate_now()
         if self.nets is not None:
             self.save()
-        if self._pending_row_due():
-            self._log_row()
         self.close()
         try:
             from pgrad.plot import plot_runs
@@ -454,9 +455,6 @@ class Run:
         path = self.dir / "progress.csv"
         if not path.exists():
             return True
-        self.train_seconds = time.perf_counter() - self._t0
-        if self._pending_row_due():
-            self._log_row()  # the last row's time is the training loop alone (benchmarks read it)
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
         return len(rows) < 2 or rows[-1][0] != str(self.step)
