@@ -54,7 +54,9 @@ def run_sb3(steps: int, seed: int) -> tuple[float, float]:
     model = SAC("MlpPolicy", gym.make(ENV), learning_rate=LR, seed=seed, device="cpu", verbose=0)
     model.learn(total_timesteps=steps)
     elapsed = time.perf_counter() - t
-    env = gym.make(ENV)
+    from stable_baselines3.common.monitor import Monitor
+
+    env = Monitor(gym.make(ENV))
     env.reset(seed=10_000 + seed)
     mean, _ = evaluate_policy(model, env, n_eval_episodes=20, deterministic=True)
     return steps / elapsed, float(mean)
