@@ -91,7 +91,8 @@ class RayActorPool:
         for ref in ready:
             k = self.inflight.pop(ref)
             try:
-                out.append(ray.get(ref))
+                chunk = ray.get(ref)  # arrays come back read-only (zero-copy from the object store): copy them
+                out.append({k: v.copy() if isinstance(v, np.ndarray) else v for k, v in chunk.items()})
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
                 self.restarts += 1
             self._submit(k)
