@@ -47,3 +47,12 @@ def test_killed_worker_is_restarted_and_the_run_finishes(tmp_path, quiet):
     assert re.search(rf"worker 0 \(pid {pid}\) died with exit code -9; restarting", text)
     assert re.search(r"worker 0 started \(pid \d+\), restart 1", text)
     assert re.search(r"finished at step (\d+)", text) and int(re.search(r"finished at step (\d+)", text).group(1)) >= 8000
+
+
+def test_unreachable_ray_cluster_is_a_one_line_error(tmp_path, quiet):
+    import pytest
+
+    pytest.importorskip("ray")
+    with pytest.raises(pgrad.PgradError, match="cannot reach the Ray cluster at '127.0.0.1:9'"):
+        pgrad.train("a3c", "CartPole-v1", steps=100, out=tmp_path / "run", backend="ray", ray_address="127.0.0.1:9",
+                    **quiet)

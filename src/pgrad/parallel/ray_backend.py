@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -40,6 +41,7 @@ def ray_session(address: str | None, log: Callable[[str], None]) -> Iterator[Any
     if ray.is_initialized():
         log("ray: using the Ray instance already initialised in this process")
     else:
+        _check_reachable(address)
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False)
         except ConnectionError as e:
@@ -53,6 +55,21 @@ def ray_session(address: str | None, log: Callable[[str], None]) -> Iterator[Any
     finally:
         if started:
             ray.shutdown()
+
+
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail fast on a 'host:port' (or 'ray://host:port') nobody listens on: ray.init would retry for minutes."""
+    if not address or address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise PgradError(f"cannot reach the Ray cluster at {address!r} ({e.strerror or e}); start it with "
+                         "`ray start --head` there, or leave ray_address unset for a local Ray") from None
 
 
 class GradientWorker:
