@@ -745,8 +745,10 @@ class MultiAgentVecEnv:
         obs_n = self.obs_norm(obs, update=True)
         self.obs = self._to_tensor(obs_n)
         next_t = self.obs if final is obs else self._to_tensor(self.obs_norm(final, update=False))
-        t = lambda x: torch.from_numpy(x).to(self.device)  # noqa: E731
-        return MultiAgentStep(self.obs, t(rew.astype(np.float32)), t(term), t(trunc), next_t, t(acted), t(done))
+        dev = self.device
+        rew_t, term_t, trunc_t, acted_t, done_t = (torch.from_numpy(x).to(dev) for x in
+                                                   (rew.astype(np.float32), term, trunc, acted, done))
+        return MultiAgentStep(self.obs, rew_t, term_t, trunc_t, next_t, acted_t, done_t)
 
     def pop_finished(self) -> list[tuple[float, int]]:
         out, self.finished = self.finished, []

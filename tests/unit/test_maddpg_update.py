@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -97,7 +96,7 @@ def reference_update(nets, b, recent, cfg):
                                        for k, v in tgt.state_dict().items()})
     pi_t = [nets["pi_hat_targ"].net.member(p) for p in range(len(pairs))] if "pi_hat" in nets else []
     for m in range(L):
-        i, k = m // K, m % K
+        i = m // K  # learner m = (agent i, sub-policy m % K)
         bl = {key: v[m] for key, v in b.items()}
         B = bl["obs"].shape[0]
         cols = []

@@ -8,8 +8,14 @@ import torch
 from gymnasium import spaces
 from pettingzoo.utils.env import ParallelEnv
 
-from pgrad.envs import (MultiAgentVecEnv, actions_to_dict, describe_parallel, encode_agents, parallel_env_factory,
-                        run_parallel_episodes)
+from pgrad.envs import (
+    MultiAgentVecEnv,
+    actions_to_dict,
+    describe_parallel,
+    encode_agents,
+    parallel_env_factory,
+    run_parallel_episodes,
+)
 from pgrad.errors import EnvError
 
 
@@ -103,7 +109,7 @@ def test_box_actions_bounds_and_round_trip():
 def reference_rollout(actions, seed):
     """Direct loop over one Toy env with autoreset: per step (obs_next, reward, term, trunc, acted, final)."""
     env = Toy()
-    obs, _ = env.reset(seed=seed)
+    env.reset(seed=seed)
     out = []
     for a in actions:
         live = set(env.agents)

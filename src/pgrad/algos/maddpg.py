@@ -56,8 +56,14 @@ from pgrad.core.losses import clipped_double_q_target, dpg_actor_loss, q_regress
 from pgrad.core.nets import Activation, StackedMLP
 from pgrad.core.targets import frozen_copy, polyak_update
 from pgrad.data.replay import ReplayBuffer
-from pgrad.envs import (MultiAgentSpec, MultiAgentVecEnv, ObsNormalizer, describe_parallel, parallel_env_factory,
-                        run_parallel_episodes)
+from pgrad.envs import (
+    MultiAgentSpec,
+    MultiAgentVecEnv,
+    ObsNormalizer,
+    describe_parallel,
+    parallel_env_factory,
+    run_parallel_episodes,
+)
 from pgrad.errors import ConfigError
 
 SPACES = ("discrete", "box")
