@@ -29,9 +29,9 @@ import time
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-import torch  # noqa: E402
+import torch
 
-import pgrad  # noqa: E402
+import pgrad
 
 ENV = "CartPole-v1"
 POST = dict(num_envs=1, n_steps=5, lr=7e-4, ent_coef=0.0, hidden=(64, 64), eval_every=0, eval_episodes=1,

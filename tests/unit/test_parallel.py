@@ -8,8 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from pgrad.parallel.hogwild import (WorkerStats, attach_optimizer_state, copy_gradients, init_optimizer_state,
-                                    share_optimizer_state)
+from pgrad.parallel.hogwild import (
+    WorkerStats,
+    attach_optimizer_state,
+    copy_gradients,
+    init_optimizer_state,
+    share_optimizer_state,
+)
 from pgrad.parallel.ray_backend import mean_gradients
 
 

@@ -48,9 +48,18 @@ from pgrad.data.collect import collect_rollout
 from pgrad.data.rollout import Rollout, flat
 from pgrad.envs import EnvSpec, VecEnv
 from pgrad.errors import ConfigError
-from pgrad.parallel.hogwild import (WorkerPool, WorkerStats, attach_optimizer_state, copy_gradients,
-                                    init_optimizer_state, pickle_factory, record_episodes,
-                                    share_optimizer_state, unpickle_factory, worker_seed)
+from pgrad.parallel.hogwild import (
+    WorkerPool,
+    WorkerStats,
+    attach_optimizer_state,
+    copy_gradients,
+    init_optimizer_state,
+    pickle_factory,
+    record_episodes,
+    share_optimizer_state,
+    unpickle_factory,
+    worker_seed,
+)
 from pgrad.run import seed_everything
 
 SPACES = ("discrete", "box")

@@ -20,7 +20,8 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import cloudpickle
 import torch
