@@ -438,6 +438,9 @@ class Run:
             self._log_row()  # the last row's time is the training loop alone (benchmarks read it)
         if self.nets is not None and not self.stop_requested:
             self.evaluate_now()
+            if self.cfg.eval_every > 0:  # this evaluation stands for the one due now: a resumed run skips it
+                while self.next_eval <= self.step:
+                    self.next_eval += self.cfg.eval_every
         if self.nets is not None:
             self.save()
         self.close()
