@@ -69,9 +69,14 @@ class BaseConfig:
     track: bool = False
     """Also stream the logs to Weights & Biases (needs wandb, and TensorBoard on; project: WANDB_PROJECT or
     'pgrad')."""
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    """A non-finite loss, gradient or parameter: 'stop' the run with a diagnostic, keeping the last good checkpoint
+    (the CLI exits with code 3), or 'skip' every optimiser step whose gradients are not all finite (counted in
+    progress.csv as skipped_updates; a non-finite parameter still stops the run)."""
 
     RANGES: ClassVar[dict[str, str]] = {
         "steps": "[1, inf)",
+        "seed": "[0, 4294967295]",
         "num_envs": "[1, inf)",
         "threads": "[1, 256]",
         "clip_obs": "(0, inf)",
@@ -115,6 +120,8 @@ class BaseConfig:
             for v in values:
                 if not _in_interval(v, interval):
                     raise ConfigError(f"{name}={value!r} is out of range: {name} must be in {interval}")
+        self._check_device()
+        self._check_cross_fields()
         if getattr(self, "track", False):  # fail before a run directory exists
             import importlib.util
 
@@ -122,6 +129,49 @@ class BaseConfig:
                 raise ConfigError("--track needs Weights & Biases: pip install wandb (then wandb login)")
             if not self.tensorboard:
                 raise ConfigError("--track streams the TensorBoard logs to W&B: leave --tensorboard true")
+
+    def _check_device(self) -> None:
+        """device must name a torch device this machine has (a typo would otherwise fail inside the run)."""
+        import torch
+
+        try:
+            dev = torch.device(self.device)
+        except (RuntimeError, TypeError, ValueError):
+            raise ConfigError(f"device={self.device!r} is not a torch device: use cpu, cuda or cuda:N") from None
+        if dev.type == "cuda":
+            n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if n == 0:
+                raise ConfigError(f"device={self.device!r} but torch sees no CUDA GPU here: use device=cpu")
+            if dev.index is not None and dev.index >= n:
+                raise ConfigError(f"device={self.device!r} but this machine has {n} CUDA GPU(s): use cuda:0..cuda:{n - 1}")
+        elif dev.type == "mps":
+            if not torch.backends.mps.is_available():
+                raise ConfigError(f"device={self.device!r} but MPS is not available here: use device=cpu")
+        elif dev.type != "cpu" or dev.index not in (None, 0):
+            raise ConfigError(f"device={self.device!r} is not supported: use cpu, cuda, cuda:N or mps")
+
+    def _check_cross_fields(self) -> None:
+        """Checks between fields, by name, for every Config that has them (each range alone cannot see these)."""
+        for lo, hi in (("v_min", "v_max"), ("log_std_min", "log_std_max")):
+            if hasattr(self, lo) and hasattr(self, hi) and not getattr(self, lo) < getattr(self, hi):
+                raise ConfigError(f"{lo}={getattr(self, lo)!r} must be below {hi}={getattr(self, hi)!r}")
+        size = getattr(self, "buffer_size", None)
+        if size is None or getattr(self, "replay", True) is False:
+            return
+        if hasattr(self, "n_steps"):  # a replay of rollout segments (ACER): room for one segment at least
+            need = self.n_steps * self.num_envs
+            if size < need:
+                raise ConfigError(f"buffer_size={size} holds no segment of n_steps*num_envs={need} transitions: "
+                                  f"use buffer_size >= {need}")
+        else:  # a replay of transitions: room for an n-step window of every env
+            need = self.num_envs * (getattr(self, "n_step", 1) + 1)
+            if size < need:
+                raise ConfigError(f"buffer_size={size} is too small for num_envs={self.num_envs} and "
+                                  f"n_step={getattr(self, 'n_step', 1)}: use buffer_size >= {need}")
+        batch = getattr(self, "batch_size", None)
+        if batch is not None and batch > size:
+            raise ConfigError(f"batch_size={batch} exceeds buffer_size={size}: a minibatch cannot be larger than "
+                              "the replay buffer")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

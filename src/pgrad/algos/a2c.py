@@ -77,7 +77,7 @@ class Config(BaseConfig):
     RANGES = {
         "lr": "(0, inf)", "rms_alpha": "(0, 1)", "opt_eps": "(0, inf)", "gamma": "(0, 1]", "lam": "[0, 1]",
         "n_steps": "[1, inf)", "vf_coef": "[0, inf)", "ent_coef": "[0, inf)", "max_grad_norm": "(0, inf)",
-        "hidden": "[1, 100000]", "ray_workers": "[1, 1024]",
+        "hidden": "[1, 100000]", "ray_workers": "[1, 1024]", "log_std_init": "[-20, 2]",
     }
 
 

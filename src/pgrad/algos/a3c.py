@@ -108,7 +108,7 @@ class Config(BaseConfig):
     RANGES = {
         "workers": "[1, 1024]", "lr": "(0, inf)", "rms_alpha": "(0, 1)", "opt_eps": "(0, inf)", "gamma": "(0, 1]",
         "n_steps": "[1, inf)", "vf_coef": "[0, inf)", "ent_coef": "[0, inf)", "max_grad_norm": "(0, inf)",
-        "hidden": "[1, 100000]", "max_restarts": "[0, inf)",
+        "hidden": "[1, 100000]", "max_restarts": "[0, inf)", "log_std_init": "[-20, 2]",
     }
 
 

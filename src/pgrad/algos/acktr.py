@@ -86,7 +86,7 @@ class Config(BaseConfig):
         "n_steps": "[1, inf)", "gamma": "(0, 1]", "lam": "[0, 1]", "lr": "(0, inf)", "momentum": "[0, 1)",
         "kl_clip": "(0, inf)", "damping": "(0, inf)", "stat_decay": "[0, 1)", "stats_every": "[1, inf)",
         "eigen_every": "[1, inf)", "vf_coef": "[0, inf)", "vf_fisher_coef": "[0, inf)", "ent_coef": "[0, inf)",
-        "max_grad_norm": "(0, inf)", "hidden": "[1, 100000]",
+        "max_grad_norm": "(0, inf)", "hidden": "[1, 100000]", "log_std_init": "[-20, 2]",
     }
 
 

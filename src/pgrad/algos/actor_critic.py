@@ -66,7 +66,7 @@ class Config(BaseConfig):
 
     RANGES = {
         "lr_pi": "(0, inf)", "lr_q": "(0, inf)", "gamma": "(0, 1]", "ent_coef": "[0, inf)",
-        "max_grad_norm": "(0, inf)", "hidden": "[1, 100000]",
+        "max_grad_norm": "(0, inf)", "hidden": "[1, 100000]", "log_std_init": "[-20, 2]",
     }
 
 

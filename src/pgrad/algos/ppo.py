@@ -77,6 +77,7 @@ class Config(BaseConfig):
         "lr": "(0, inf)", "gamma": "(0, 1]", "lam": "[0, 1]", "n_steps": "[1, inf)", "epochs": "[1, inf)",
         "batch_size": "[1, inf)", "clip_eps": "(0, inf)", "vf_coef": "[0, inf)", "ent_coef": "[0, inf)",
         "vf_clip": "(0, inf)", "max_grad_norm": "(0, inf)", "target_kl": "(0, inf)", "hidden": "[1, 100000]",
+        "log_std_init": "[-20, 2]",
     }
 
 

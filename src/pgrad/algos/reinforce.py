@@ -68,7 +68,7 @@ class Config(BaseConfig):
     RANGES = {
         "lr": "(0, inf)", "vf_lr": "(0, inf)", "vf_iters": "[1, inf)", "gamma": "(0, 1]",
         "ent_coef": "[0, inf)", "max_grad_norm": "(0, inf)", "hidden": "[1, 100000]",
-        "max_episode_len": "[1, inf)",
+        "max_episode_len": "[1, inf)", "log_std_init": "[-20, 2]",
     }
 
 

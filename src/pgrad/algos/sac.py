@@ -101,7 +101,7 @@ class Config(BaseConfig):
         "lr": "(0, inf)", "alpha_lr": "(0, inf)", "gamma": "(0, 1]", "tau": "(0, 1]", "batch_size": "[1, inf)",
         "buffer_size": "[1, inf)", "learning_starts": "[0, inf)", "train_freq": "[1, inf)",
         "gradient_steps": "[1, inf)", "alpha": "[0, inf)", "alpha_init": "(0, inf)", "hidden": "[1, 100000]",
-        "log_std_min": "[-100, 100]", "log_std_max": "[-100, 100]",
+        "log_std_min": "[-100, 100]", "log_std_max": "[-100, 100]", "target_entropy": "(-inf, inf)",
     }
 
 

@@ -78,6 +78,7 @@ class Config(BaseConfig):
         "max_kl": "(0, inf)", "n_steps": "[1, inf)", "gamma": "(0, 1]", "lam": "[0, 1]", "cg_iters": "[1, inf)",
         "cg_damping": "[0, inf)", "ls_shrink": "(0, 1)", "ls_max_iter": "[1, inf)", "lr": "(0, inf)",
         "vf_epochs": "[0, inf)", "batch_size": "[1, inf)", "hidden": "[1, 100000]",
+        "log_std_init": "[-20, 2]",
     }
 
 
