@@ -108,6 +108,7 @@ class Config(BaseConfig):
         "learning_starts": "[0, inf)", "replay_ratio": "(0, inf)", "alpha": "[0, inf)", "beta": "[0, 1]",
         "actors": "[0, 1024]", "chunk": "[1, inf)", "queue_size": "[1, inf)", "publish_every": "[1, inf)",
         "noise_sigma": "[0, inf)", "noise_sigma_max": "[0, inf)", "hidden": "[1, 100000]",
+        "v_min": "(-inf, inf)", "v_max": "(-inf, inf)",
     }
 
 
@@ -199,7 +200,7 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     pool = None
     if cfg.actors > 0:
         pool = make_pool(cfg.backend, actor_spec(cfg, run, copy.deepcopy(nets["mu"]).cpu()), cfg.actors,
-                         cfg.queue_size)
+                         cfg.queue_size, log=run.log_event)
         if state.updates > 0:  # resumed: the actors start from the learned policy
             pool.publish(nets["mu"])
     metrics: dict[str, torch.Tensor] | None = None

@@ -20,6 +20,7 @@ learner publishes the policy's weights; actors pick up the newest at their next 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from pgrad.core.distributions import GaussianNoise, OUNoise
 from pgrad.core.nets import ActionBounds
 from pgrad.data.replay import ReplayBuffer
 from pgrad.envs import EnvSpec, VecEnv
+from pgrad.parallel.watchdog import run_watched
 
 
 @dataclass
@@ -194,12 +196,17 @@ class ActorPool:
     """K actor processes (spawn) feeding the learner: ``get`` returns the chunks ready, ``publish`` the weights.
 
     A process found dead (killed, crashed) is restarted with a fresh channel and seed + 1000 · restarts;
-    ``restarts`` counts them.
+    ``restarts`` counts them, ``log`` (run.log) says so, and an actor that dies more than ``max_restarts`` times
+    ends the run with a PgradError (a crash at every start would otherwise restart forever). Actors exit by
+    themselves when the learner's process is gone (``pgrad.parallel.watchdog``).
     """
 
-    def __init__(self, spec: ActorSpec, num_actors: int, queue_size: int = 2):
+    def __init__(self, spec: ActorSpec, num_actors: int, queue_size: int = 2,
+                 log: Callable[[str], None] | None = None, max_restarts: int = 10):
         self.ctx = mp.get_context("spawn")
         self.spec, self.K, self.queue_size = spec, num_actors, queue_size
+        self.log, self.max_restarts = log or (lambda msg: None), max_restarts
+        self.actor_restarts = [0] * num_actors
         self._spec_bytes = cloudpickle.dumps(spec)
         self.weights = SharedWeights(spec.policy, self.ctx)
         self.stop = self.ctx.Event()
@@ -213,11 +220,14 @@ class ActorPool:
     def _start(self, k: int, seed: int) -> None:
         recv, send = self.ctx.Pipe(duplex=False)
         credits = self.ctx.Semaphore(self.queue_size)
-        p = self.ctx.Process(target=_actor_main, name=f"pgrad-actor-{k}",
-                             args=(k, self._spec_bytes, send, credits, self.weights, self.stop, seed), daemon=True)
+        p = self.ctx.Process(target=run_watched, name=f"pgrad-actor-{k}", daemon=True,
+                             args=(_actor_main, os.getpid(), k, self._spec_bytes, send, credits, self.weights,
+                                   self.stop, seed))
         p.start()
         send.close()  # the child holds the write end; EOF here means the child is gone
         self.procs[k], self.conns[k], self.credits[k] = p, recv, credits
+        self.log(f"actor {k} started (pid {p.pid})" + (f", restart {self.actor_restarts[k]}"
+                                                        if self.actor_restarts[k] else ""))
 
     def _restart(self, k: int) -> None:
         p = self.procs[k]
@@ -226,6 +236,15 @@ class ActorPool:
         p.join(timeout=5)
         self.conns[k].close()
         self.restarts += 1
+        self.actor_restarts[k] += 1
+        if self.actor_restarts[k] > self.max_restarts:
+            self.close()
+            from pgrad.errors import PgradError
+
+            raise PgradError(f"D4PG actor {k} died {self.actor_restarts[k]} times (last exit code {p.exitcode}); "
+                             "see its traceback above")
+        self.log(f"actor {k} (pid {p.pid}) died with exit code {p.exitcode}; restarting it "
+                 f"({self.actor_restarts[k]} of at most {self.max_restarts})")
         self._start(k, self.spec.seed + 1000 * self.restarts)
 
     def publish(self, policy: nn.Module) -> None:
@@ -262,11 +281,12 @@ class ActorPool:
             self.conns[k].close()
 
 
-def make_pool(backend: str, spec: ActorSpec, num_actors: int, queue_size: int = 2) -> Any:
+def make_pool(backend: str, spec: ActorSpec, num_actors: int, queue_size: int = 2,
+              log: Callable[[str], None] | None = None) -> Any:
     """ActorPool ('process') or RayActorPool ('ray'), with the same interface: publish, get, close, restarts."""
     if backend == "ray":
         from pgrad.parallel.ray_actors import RayActorPool
 
         return RayActorPool(spec, num_actors, queue_size)
-    return ActorPool(spec, num_actors, queue_size)
+    return ActorPool(spec, num_actors, queue_size, log=log)
 

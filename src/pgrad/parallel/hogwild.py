@@ -18,6 +18,7 @@ with ``zero_grad(set_to_none=True)`` an aliased ``.grad`` silently accumulates o
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -27,6 +28,8 @@ import cloudpickle
 import torch
 import torch.multiprocessing as tmp
 from torch import nn
+
+from pgrad.parallel.watchdog import run_watched
 
 # ------------------------------------------------------------------------------------------------ optimiser
 _ZEROS_LIKE = {
@@ -205,8 +208,9 @@ class WorkerPool:
         self.finished = [False] * num_workers
 
     def _start(self, k: int) -> None:
-        p = self.ctx.Process(target=self.target, args=self.make_args(k, self.restarts[k]), daemon=True,
-                             name=f"pgrad-worker-{k}")
+        # run_watched: a worker outlives no learner killed with SIGKILL (daemon=True acts only on a normal exit)
+        p = self.ctx.Process(target=run_watched, args=(self.target, os.getpid(), *self.make_args(k, self.restarts[k])),
+                             daemon=True, name=f"pgrad-worker-{k}")
         with _without_main_reimport():
             p.start()
         self.procs[k] = p
