@@ -12,12 +12,12 @@ import torch
 from pgrad.algos import get_algo
 from pgrad.config import config_from_dict, make_config
 from pgrad.envs import EnvLike, EnvSpec, ObsNormalizer, _encode_one, check_action_space, describe, env_factory, run_episodes
-from pgrad.errors import CheckpointError, ConfigError, EnvError, PgradError
+from pgrad.errors import CheckpointError, ConfigError, EnvError, NumericsError, PgradError
 from pgrad.run import Run, default_run_dir, load_checkpoint, save_checkpoint
 
 # Settings that may change when a run is resumed; everything else must stay as the run began.
 RESUMABLE_OVERRIDES = {"steps", "progress", "tensorboard", "eval_every", "eval_episodes", "checkpoint_every",
-                       "log_every", "threads", "select", "track"}
+                       "log_every", "threads", "select", "track", "on_nonfinite"}
 
 
 @dataclass
@@ -179,6 +179,18 @@ def _check_same_spaces(saved: EnvSpec, new: EnvSpec, what: str) -> None:
             f"{what} was trained on {saved.env_id} (obs {saved.obs_dim}, {saved.action_kind} actions "
             f"{saved.n_actions}) but the env given is {new.env_id} (obs {new.obs_dim}, {new.action_kind} actions "
             f"{new.n_actions})")
+    if saved.obs_kind != new.obs_kind:
+        raise EnvError(f"{what} was trained on {saved.env_id} with {saved.obs_kind} observations but the env given "
+                       f"({new.env_id}) has {new.obs_kind} observations")
+    if saved.action_kind == "box" and not (np.allclose(saved.act_low, new.act_low)
+                                           and np.allclose(saved.act_high, new.act_high)):
+        raise EnvError(f"{what} was trained on {saved.env_id} with action bounds [{_fmt(saved.act_low)}, "
+                       f"{_fmt(saved.act_high)}] but the env given ({new.env_id}) has [{_fmt(new.act_low)}, "
+                       f"{_fmt(new.act_high)}]: its actions would be scaled wrongly")
+
+
+def _fmt(a: Any) -> str:
+    return " ".join(f"{x:g}" for x in np.asarray(a, dtype=np.float64).reshape(-1))
 
 
 def train(algo: str, env: EnvLike | None = None, *, steps: int | None = None, seed: int | None = None,
@@ -189,9 +201,43 @@ def train(algo: str, env: EnvLike | None = None, *, steps: int | None = None, se
     hyperparameters of the algorithm's Config (a preset for the env applies first; your values win).
     ``resume`` continues the run in that directory from checkpoints/last.pt (``steps`` may be raised).
     """
+    module, algo, cfg, factory, spec, run_dir, ckpt = prepare(algo, env, steps=steps, seed=seed, out=out,
+                                                             resume=resume, **hparams)
+    agent_cls = _env_api(module)[3]
+    run = Run(algo, module, cfg, factory, spec, run_dir, resume=ckpt)
+    try:
+        nets = module.train(cfg, run)
+        run.finish()
+    except PgradError:
+        raise
+    except Exception as e:  # non-finite parameters surface elsewhere as a sampling or env error: name them
+        bad = run.nonfinite_params()
+        if bad:
+            raise NumericsError(f"non-finite parameter {bad[0]} at step {run.step} (update {run.updates}), "
+                                f"found after {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}; "
+                                + run._numerics_advice()) from e
+        if isinstance(e, MemoryError) or "can't allocate memory" in str(e) or "out of memory" in str(e):
+            raise PgradError(f"out of memory at step {run.step} ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                             "lower buffer_size, n_steps, num_envs or the network sizes") from e
+        raise
+    finally:
+        run.close()
+    best = run.dir / "checkpoints" / "best.pt"
+    if cfg.select == "best" and best.exists():
+        return _agent_from_checkpoint(load_checkpoint(best), factory, run.dir)
+    obs_norm = run.envs.obs_norm.state_dict() if run.envs is not None else None
+    return agent_cls(algo, cfg, spec, nets, obs_norm, factory, run.dir, run.step)
+
+
+def prepare(algo: str, env: EnvLike | None = None, *, steps: int | None = None, seed: int | None = None,
+            out: str | Path | None = None, resume: str | Path | None = None,
+            **hparams: Any) -> tuple[Any, str, Any, Callable, Any, Path, dict[str, Any] | None]:
+    """Everything ``train`` checks before it starts: the algorithm, the env and its spaces, the hyperparameters,
+    the run directory and the checkpoint to resume. Returns (module, algo, cfg, factory, spec, run_dir, ckpt);
+    raises a PgradError on bad input. Writes nothing."""
     module = get_algo(algo)
     algo = module.__name__.rsplit(".", 1)[-1]
-    make_env, describe_env, spec_cls, agent_cls = _env_api(module)
+    make_env, describe_env, spec_cls, _ = _env_api(module)
     overrides = dict(hparams)
     if steps is not None:
         overrides["steps"] = steps
@@ -202,24 +248,24 @@ def train(algo: str, env: EnvLike | None = None, *, steps: int | None = None, se
         run_dir = Path(resume)
         if not run_dir.is_dir():
             raise CheckpointError(f"no run directory {run_dir} to resume")
-        ckpt = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-        if "train" not in ckpt:
-            raise CheckpointError(f"{run_dir}/checkpoints/last.pt holds no training state; it cannot be resumed")
-        if ckpt["algo"] != algo:
-            raise CheckpointError(f"{run_dir} is a {ckpt['algo']} run, not {algo}; "
-                                  f"resume it with `pgrad train {ckpt['algo']} --resume {run_dir}`")
+        ckpt, saved = _resume_point(run_dir)
+        if saved.get("algo", algo) != algo:
+            raise CheckpointError(f"{run_dir} is a {saved['algo']} run, not {algo}; "
+                                  f"resume it with `pgrad train {saved['algo']} --resume {run_dir}`")
+        saved = {k: v for k, v in saved.items() if k != "algo"}
         fixed = sorted(k.replace("-", "_") for k in overrides
                        if k.replace("-", "_") not in RESUMABLE_OVERRIDES
-                       and ckpt["config"].get(k.replace("-", "_")) != overrides[k])
+                       and saved.get(k.replace("-", "_")) != overrides[k])
         if fixed:
             raise ConfigError(f"cannot change {', '.join(fixed)} when resuming; only "
                               f"{', '.join(sorted(RESUMABLE_OVERRIDES))} may change")
-        saved = dict(ckpt["config"])
         base = config_from_dict(module.Config, saved)
         cfg = make_config(module.Config, algo, None, {**base.to_dict(), **overrides}, use_preset=False)
         factory, env_id = make_env(env if env is not None else cfg.env)
-        if env_id != ckpt["env_id"] and env is not None and isinstance(env, str):
-            raise CheckpointError(f"{run_dir} was trained on {ckpt['env_id']}, not {env_id}")
+        trained_on = ckpt["env_id"] if ckpt is not None else cfg.env
+        if env_id != trained_on and env is not None and isinstance(env, str):
+            raise CheckpointError(f"{run_dir} was trained on {trained_on}, not {env_id}; "
+                                  f"resume it with `pgrad train {algo} {trained_on} --resume {run_dir}`")
     else:
         if env is None:
             raise EnvError("no environment given: pass a Gymnasium id such as 'CartPole-v1'")
@@ -235,17 +281,28 @@ def train(algo: str, env: EnvLike | None = None, *, steps: int | None = None, se
     check_action_space(spec, algo, module.SPACES)
     if ckpt is not None:
         _check_same_spaces(spec_cls.from_dict(ckpt["spec"]), spec, str(run_dir))
-    run = Run(algo, module, cfg, factory, spec, run_dir, resume=ckpt)
-    try:
-        nets = module.train(cfg, run)
-        run.finish()
-    finally:
-        run.close()
-    best = run.dir / "checkpoints" / "best.pt"
-    if cfg.select == "best" and best.exists():
-        return _agent_from_checkpoint(load_checkpoint(best), factory, run.dir)
-    obs_norm = run.envs.obs_norm.state_dict() if run.envs is not None else None
-    return agent_cls(algo, cfg, spec, nets, obs_norm, factory, run.dir, run.step)
+    return module, algo, cfg, factory, spec, run_dir, ckpt
+
+
+def _resume_point(run_dir: Path) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(checkpoint, its config with "algo") to resume ``run_dir`` from. A run killed before its first checkpoint
+    (step 0) has none: it starts again from its config.yaml (ckpt None), as nothing it did can be lost."""
+    last = run_dir / "checkpoints" / "last.pt"
+    cfg_path = run_dir / "config.yaml"
+    if not last.exists() and cfg_path.exists() and not (run_dir / "checkpoints" / "best.pt").exists():
+        import yaml
+
+        try:
+            saved = yaml.safe_load(cfg_path.read_text())
+        except yaml.YAMLError:
+            saved = None
+        if not isinstance(saved, dict) or "algo" not in saved:
+            raise CheckpointError(f"{cfg_path} is not a pgrad config.yaml and {run_dir} has no checkpoint to resume")
+        return None, saved
+    ckpt = load_checkpoint(last)
+    if "train" not in ckpt:
+        raise CheckpointError(f"{run_dir}/checkpoints/last.pt holds no training state; it cannot be resumed")
+    return ckpt, {**ckpt["config"], "algo": ckpt["algo"]}
 
 
 def evaluate(agent: Agent | str | Path, env: EnvLike | None = None, episodes: int = 10,

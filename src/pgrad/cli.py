@@ -16,7 +16,7 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from pgrad.errors import ConfigError, PgradError
+from pgrad.errors import ConfigError, NumericsError, PgradError
 
 # Extra subcommands: name -> (one-line help, main(argv) -> int). Modules add themselves here.
 COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {}
@@ -186,6 +186,8 @@ def cmd_train(argv: list[str]) -> int:
     if env_id is None and resume is None:
         raise ConfigError(f"name an environment: pgrad train {algo} ENV (e.g. CartPole-v1)")
     overrides = _parse_overrides(algo, rest)
+    if "env" in overrides:
+        raise ConfigError(f"give the environment as the second argument: pgrad train {algo} ENV, not --env")
     from pgrad.api import train
 
     agent = train(algo, env_id, resume=resume, out=overrides.pop("out", out_dir), **overrides)
@@ -323,6 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             hint = f"; did you mean {close[0]}?" if close else f"; commands: {', '.join(commands)}"
             raise PgradError(f"unknown command {cmd!r}{hint}")
         return commands[cmd][1](argv[1:]) or 0
+    except NumericsError as e:  # training diverged (not a usage error): its own exit code for scripts
+        print(f"pgrad: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 3
     except PgradError as e:
         msg = " ".join(str(e).split())
         print(f"pgrad: error: {msg}", file=sys.stderr)

@@ -68,6 +68,9 @@ def _make(env_id: str, **kwargs: Any) -> gym.Env:
     except (ImportError, gym.error.DependencyNotInstalled) as e:
         msg = str(e).splitlines()[0]
         raise EnvError(f"cannot make {env_id!r}: {msg}") from None
+    except (TypeError, ValueError) as e:  # an id gym cannot parse (".:x": a relative import), or bad kwargs
+        msg = (str(e).splitlines() or [""])[0]
+        raise EnvError(f"cannot make {env_id!r}: {type(e).__name__}: {msg}") from None
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """User-facing errors: one line that says what is wrong and what to do.
 
-Anything raised as a `PgradError` is printed by the CLI as ``pgrad: error: <message>`` with exit code 2,
-never as a traceback. Library users get the exception itself.
+Anything raised as a `PgradError` is printed by the CLI as ``pgrad: error: <message>`` with exit code 2
+(3 for a `NumericsError`: the input was fine but training diverged), never as a traceback. Library users get
+the exception itself.
 """
 
 

@@ -45,6 +45,11 @@ from pgrad.errors import CheckpointError, NumericsError
 FORMAT_VERSION = 1
 _MAGIC = b"PGRADCK1"
 
+# Test seam: called with (temp file, final path) once the temp file is complete and fsynced, just before the rename.
+# tests/reliability/test_kill_resume.py kills the process here (after cutting the temp file short) to prove that a
+# crash in the middle of a write leaves the previous checkpoint whole.
+before_commit: Callable[[Path, Path], None] | None = None
+
 
 # ----------------------------------------------------------------------------- checkpoint files
 def save_checkpoint(path: str | Path, obj: dict[str, Any]) -> None:
@@ -65,6 +70,8 @@ def save_checkpoint(path: str | Path, obj: dict[str, Any]) -> None:
         f.write(payload)
         f.flush()
         os.fsync(f.fileno())
+    if before_commit is not None:
+        before_commit(tmp, path)
     os.replace(tmp, path)
     try:
         dfd = os.open(path.parent, os.O_RDONLY)
@@ -91,6 +98,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} cannot be read ({type(e).__name__}); it was not written by this pgrad") from None
     if not isinstance(obj, dict) or obj.get("format") != "pgrad":
         raise CheckpointError(f"{path} is not a pgrad checkpoint")
+    missing = [k for k in ("algo", "env_id", "spec", "config", "nets") if k not in obj]
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)}; it was not written by pgrad")
     if obj.get("version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path} has format version {obj['version']}; upgrade pgrad to read it")
     return obj
@@ -137,6 +147,8 @@ class Run:
         self.envs: VecEnv | None = None
         self.nets: torch.nn.Module | None = None
         self.counters_extra: dict[str, float] = {}
+        self.skipped_updates = 0  # optimiser steps skipped for non-finite gradients (on_nonfinite="skip")
+        self.last_ckpt_step: int | None = None  # the step of the newest complete checkpoints/last.pt
         self._pending: dict[str, float] = {}
         self.eval_extra: dict[str, float] = {}
         self._csv_keys: list[str] | None = None
@@ -160,6 +172,9 @@ class Run:
             if cfg.eval_every > 0 and self.next_eval == math.inf:
                 self.next_eval = self.step + cfg.eval_every
             self.counters_extra = dict(c.get("extra", {}))
+            self.skipped_updates = int(c.get("skipped_updates", 0))
+            self.last_ckpt_step = self.step
+            _remove_stale_temp_files(self.dir / "checkpoints")
             self._truncate_csv("progress.csv", self.step)
             self._truncate_csv("evaluations.csv", self.step)
             self.log_event(f"resumed at step {self.step}")
@@ -201,8 +216,12 @@ class Run:
                     raise CheckpointError(f"checkpoint has no state for {name!r}; it was written by another version")
                 obj.load_state_dict(st[name])
             set_rng_state(self._resume["train"]["rng"])
+        if getattr(self.cfg, "on_nonfinite", "stop") == "skip":
+            self._guard_optimizers()
         self._install_sigint()
         self._start_progress()
+        if self._resume is None:
+            self.save()  # step 0: a run killed at any later instant has a checkpoint to resume from
 
     # ---------------------------------------------------------------- per-iteration
     def advance(self, steps: int, metrics: dict[str, torch.Tensor] | None = None, updates: int = 1) -> bool:
@@ -219,25 +238,28 @@ class Run:
                 self.episodes += 1
         if metrics:
             vals = torch.stack([torch.as_tensor(v, dtype=torch.float32).detach().reshape(()) for v in metrics.values()])
-            if not bool(torch.isfinite(vals).all()):
+            if not bool(torch.isfinite(vals).all()) and getattr(self.cfg, "on_nonfinite", "stop") == "stop":
                 bad = [k for k, v in zip(metrics, vals.tolist()) if not math.isfinite(v)]
-                raise NumericsError(
-                    f"non-finite {', '.join(bad)} at step {self.step} (update {self.updates}); "
-                    f"last good checkpoint kept at {self.dir / 'checkpoints' / 'last.pt'}; "
-                    "try a lower learning rate or norm_obs=true")
-            self._pending = dict(zip(metrics.keys(), vals.tolist()))
+                raise NumericsError(f"non-finite {', '.join(bad)} at step {self.step} (update {self.updates}); "
+                                    + self._numerics_advice())
+            self._pending = dict(zip(metrics.keys(), vals.tolist()))  # "skip": NaN stays visible in the logs
+        due_ckpt = self.step >= self.next_ckpt and self.step < self.cfg.steps
+        if self.step >= self.next_log or due_ckpt or (self.step >= self.next_eval and self.step < self.cfg.steps):
+            self.check_finite()
         if self.step >= self.next_log:
             self._log_row()
             while self.next_log <= self.step:
                 self.next_log += self.log_every
+        # the next due steps move on before the evaluation and the save, so the checkpoint holds them: a run resumed
+        # from it evaluates and checkpoints at the very steps the uninterrupted run does
         if self.step >= self.next_eval and self.step < self.cfg.steps:
-            self.evaluate_now()
             while self.next_eval <= self.step:
                 self.next_eval += self.cfg.eval_every
-        if self.step >= self.next_ckpt and self.step < self.cfg.steps:
-            self.save()
+            self.evaluate_now()
+        if due_ckpt:
             while self.next_ckpt <= self.step:
                 self.next_ckpt += self.cfg.checkpoint_every
+            self.save()
         self._update_progress()
         return not self.stop_requested
 
@@ -256,6 +278,7 @@ class Run:
     def evaluate_now(self) -> float:
         """Deterministic evaluation on fresh envs (seeds differ per evaluation); saves best.pt on a new best."""
         assert self.nets is not None
+        self.check_finite()
         obs_norm = self.envs.obs_norm if self.envs is not None else None
         seed = self.cfg.seed + 1_000_000 + 1000 * self.eval_count
         extra: dict[str, float] = {}
@@ -296,7 +319,9 @@ class Run:
         }
 
     def save(self) -> Path:
-        """Write checkpoints/last.pt with everything needed to continue this run exactly."""
+        """Write checkpoints/last.pt with everything needed to continue this run exactly (never non-finite
+        parameters: NumericsError instead, and the previous last.pt stays)."""
+        self.check_finite()
         payload = self._policy_payload()
         payload["train"] = {
             "tracked": {k: v.state_dict() for k, v in self.tracked.items()},
@@ -307,14 +332,69 @@ class Run:
                 "best_eval": self.best_eval, "last_eval": self.last_eval, "eval_count": self.eval_count,
                 "recent": list(self.recent), "recent_len": list(self.recent_len),
                 "next_log": self.next_log, "next_eval": self.next_eval, "next_ckpt": self.next_ckpt,
-                "extra": self.counters_extra,
+                "extra": self.counters_extra, "skipped_updates": self.skipped_updates,
             },
         }
         if payload["train"]["envs"] is None:
             del payload["train"]["envs"]
         path = self.dir / "checkpoints" / "last.pt"
         save_checkpoint(path, payload)
+        self.last_ckpt_step = self.step
         return path
+
+    # ---------------------------------------------------------------- numerics
+    def nonfinite_params(self) -> list[str]:
+        """Names of the floating-point tensors of ``nets`` (parameters and buffers) holding a NaN or an inf."""
+        if self.nets is None:
+            return []
+        named = [(k, v) for k, v in self.nets.state_dict().items() if v.is_floating_point() and v.numel()]
+        if not named:
+            return []
+        total = torch.stack(torch._foreach_norm([v for _, v in named])).sum()
+        if bool(torch.isfinite(total)):
+            return []
+        return [k for k, v in named if not bool(torch.isfinite(v).all())]  # (a finite norm can overflow: exact)
+
+    def check_finite(self) -> None:
+        """Raise NumericsError naming the first non-finite parameter of ``nets`` (before evaluating or saving)."""
+        bad = self.nonfinite_params()
+        if bad:
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise NumericsError(f"non-finite parameter {bad[0]}{more} at step {self.step} (update {self.updates}); "
+                                + self._numerics_advice())
+
+    def _numerics_advice(self) -> str:
+        ckpt = self.dir / "checkpoints" / "last.pt"
+        kept = f"last good checkpoint kept: {ckpt} (step {self.last_ckpt_step})" if self.last_ckpt_step is not None \
+            else "no checkpoint was written"
+        return f"{kept}; try a lower learning rate, norm_obs=true or on_nonfinite=skip"
+
+    def _guard_optimizers(self) -> None:
+        """on_nonfinite="skip": every tracked torch optimiser skips a step whose gradients are not all finite, and
+        the run counts it (skipped_updates in progress.csv, the first ones in run.log)."""
+        names = {id(p): n for n, p in self.nets.named_parameters()} if self.nets is not None else {}
+        for key, obj in self.tracked.items():
+            if isinstance(obj, torch.optim.Optimizer):
+                obj.step = self._guarded_step(key, obj, names)  # an instance attribute shadows the class's step
+
+    def _guarded_step(self, key: str, opt: torch.optim.Optimizer, names: dict[int, str]) -> Callable:
+        step = opt.step
+        params = [p for g in opt.param_groups for p in g["params"]]
+
+        def guarded_step(*args: Any, **kwargs: Any) -> Any:
+            grads = [p.grad for p in params if p.grad is not None]
+            if grads and not bool(torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum())):
+                bad = [names.get(id(p), f"{key} parameter {i}") for i, p in enumerate(params)
+                       if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+                if bad:
+                    self.skipped_updates += 1
+                    if self.skipped_updates <= 10 or self.skipped_updates % 1000 == 0:
+                        self.log_event(f"step {self.step}: skipped a step of {key}: non-finite gradient of {bad[0]}"
+                                       f" ({self.skipped_updates} skipped so far)")
+                    return None
+            return step(*args, **kwargs)
+
+        return guarded_step
 
     # ---------------------------------------------------------------- logging
     def log_event(self, msg: str) -> None:
@@ -343,6 +423,8 @@ class Run:
             "return_mean": float(np.mean(self.recent)) if self.recent else "",
             "length_mean": float(np.mean(self.recent_len)) if self.recent_len else "",
         }
+        if getattr(self.cfg, "on_nonfinite", "stop") == "skip":
+            row["skipped_updates"] = self.skipped_updates
         for k, v in self._pending.items():
             row[k] = v
         row.update(self.eval_extra)  # multi-agent: the latest per-agent evaluation returns
@@ -477,6 +559,17 @@ class Run:
             self._prev_sigint = None
         if self.envs is not None:
             self.envs.close()
+
+
+def _remove_stale_temp_files(ckpt_dir: Path) -> None:
+    """Delete temp files of checkpoint writes whose process died before the rename (``.last.pt.tmp-PID``)."""
+    for tmp in ckpt_dir.glob(".*.tmp-*"):
+        try:
+            os.kill(int(tmp.name.rsplit("-", 1)[1]), 0)
+        except (ValueError, ProcessLookupError):
+            tmp.unlink(missing_ok=True)
+        except PermissionError:  # a live process of another user: not ours to delete
+            pass
 
 
 def default_run_dir(algo: str, env_id: str, seed: int) -> Path:
