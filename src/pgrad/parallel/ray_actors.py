@@ -92,7 +92,7 @@ class RayActorPool:
             k = self.inflight.pop(ref)
             try:
                 chunk = ray.get(ref)  # arrays come back read-only (zero-copy from the object store): copy them
-                out.append({k: v.copy() if isinstance(v, np.ndarray) else v for k, v in chunk.items()})
+                out.append({name: v.copy() if isinstance(v, np.ndarray) else v for name, v in chunk.items()})
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
                 self.restarts += 1
             self._submit(k)
