@@ -104,21 +104,9 @@ def _sb3_ppo_cartpole(seed: int, ls: int) -> Any:
     0.5, max_grad_norm 0.5, advantages normalised, 64x64 tanh. Budget 50k steps (quick 4k)."""
     from stable_baselines3 import PPO
 
-    return PPO(
-        "MlpPolicy",
-        _vec("CartPole-v1", 8, seed),
-        n_steps=32,
-        batch_size=256,
-        gae_lambda=0.8,
-        gamma=0.98,
-        n_epochs=20,
-        ent_coef=0.0,
-        learning_rate=lambda f: 1e-3 * f,
-        clip_range=lambda f: 0.2 * f,
-        seed=seed,
-        device="cpu",
-        verbose=0,
-    )
+    return PPO("MlpPolicy", _vec("CartPole-v1", 8, seed), n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98,
+               n_epochs=20, ent_coef=0.0, learning_rate=lambda f: 1e-3 * f, clip_range=lambda f: 0.2 * f,
+               seed=seed, device="cpu", verbose=0)  # fmt: skip
 
 
 def _sb3_ppo_pendulum(seed: int, ls: int) -> Any:
@@ -128,20 +116,8 @@ def _sb3_ppo_pendulum(seed: int, ls: int) -> Any:
     (8 rollouts; quick 4,096 = 1 rollout)."""
     from stable_baselines3 import PPO
 
-    return PPO(
-        "MlpPolicy",
-        _vec("Pendulum-v1", 4, seed),
-        n_steps=1024,
-        gae_lambda=0.95,
-        gamma=0.9,
-        n_epochs=10,
-        ent_coef=0.0,
-        learning_rate=1e-3,
-        clip_range=0.2,
-        seed=seed,
-        device="cpu",
-        verbose=0,
-    )
+    return PPO("MlpPolicy", _vec("Pendulum-v1", 4, seed), n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10,
+               ent_coef=0.0, learning_rate=1e-3, clip_range=0.2, seed=seed, device="cpu", verbose=0)  # fmt: skip
 
 
 def _sb3_trpo_cartpole(seed: int, ls: int) -> Any:
@@ -151,32 +127,13 @@ def _sb3_trpo_cartpole(seed: int, ls: int) -> Any:
     Budget 40,960 steps (quick 4,096)."""
     from sb3_contrib import TRPO
 
-    return TRPO(
-        "MlpPolicy",
-        _vec("CartPole-v1", 2, seed),
-        n_steps=512,
-        batch_size=512,
-        cg_damping=1e-3,
-        gae_lambda=0.98,
-        gamma=0.99,
-        learning_rate=1e-3,
-        n_critic_updates=20,
-        seed=seed,
-        device="cpu",
-        verbose=0,
-    )
+    return TRPO("MlpPolicy", _vec("CartPole-v1", 2, seed), n_steps=512, batch_size=512, cg_damping=1e-3,
+                gae_lambda=0.98, gamma=0.99, learning_rate=1e-3, n_critic_updates=20, seed=seed, device="cpu",
+                verbose=0)  # fmt: skip
 
 
-_DPG_ZOO = {
-    "gamma": 0.98,
-    "buffer_size": 200_000,
-    "train_freq": 1,
-    "gradient_steps": 1,
-    "learning_rate": 1e-3,
-    "batch_size": 256,
-    "tau": 0.005,
-    "policy_kwargs": {"net_arch": [400, 300]},
-}
+_DPG_ZOO = {"gamma": 0.98, "buffer_size": 200_000, "train_freq": 1, "gradient_steps": 1, "learning_rate": 1e-3,
+            "batch_size": 256, "tau": 0.005, "policy_kwargs": {"net_arch": [400, 300]}}  # fmt: skip
 
 
 def _sb3_dpg(cls_name: str, seed: int, ls: int, **extra: Any) -> Any:
@@ -186,17 +143,8 @@ def _sb3_dpg(cls_name: str, seed: int, ls: int, **extra: Any) -> Any:
     from stable_baselines3.common.noise import NormalActionNoise
 
     cls = getattr(stable_baselines3, cls_name)
-    return cls(
-        "MlpPolicy",
-        gym.make("Pendulum-v1"),
-        learning_starts=ls,
-        seed=seed,
-        device="cpu",
-        verbose=0,
-        action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)),
-        **_DPG_ZOO,
-        **extra,
-    )
+    return cls("MlpPolicy", gym.make("Pendulum-v1"), learning_starts=ls, seed=seed, device="cpu", verbose=0,
+               action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)), **_DPG_ZOO, **extra)  # fmt: skip
 
 
 def _sb3_ddpg_pendulum(seed: int, ls: int) -> Any:
@@ -221,15 +169,8 @@ def _sb3_sac_pendulum(seed: int, ls: int) -> Any:
     import gymnasium as gym
     from stable_baselines3 import SAC
 
-    return SAC(
-        "MlpPolicy",
-        gym.make("Pendulum-v1"),
-        learning_rate=1e-3,
-        learning_starts=ls,
-        seed=seed,
-        device="cpu",
-        verbose=0,
-    )
+    return SAC("MlpPolicy", gym.make("Pendulum-v1"), learning_rate=1e-3, learning_starts=ls, seed=seed, device="cpu",
+               verbose=0)  # fmt: skip
 
 
 def _sb3_sac_halfcheetah(seed: int, ls: int) -> Any:
@@ -240,15 +181,8 @@ def _sb3_sac_halfcheetah(seed: int, ls: int) -> Any:
     import gymnasium as gym
     from stable_baselines3 import SAC
 
-    return SAC(
-        "MlpPolicy",
-        gym.make("HalfCheetah-v5"),
-        learning_rate=3e-4,
-        learning_starts=ls,
-        seed=seed,
-        device="cpu",
-        verbose=0,
-    )
+    return SAC("MlpPolicy", gym.make("HalfCheetah-v5"), learning_rate=3e-4, learning_starts=ls, seed=seed,
+               device="cpu", verbose=0)  # fmt: skip
 
 
 # fmt: off
