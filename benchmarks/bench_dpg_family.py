@@ -1,8 +1,9 @@
-"""DDPG and TD3 on Pendulum-v1 against Stable-Baselines3: now a row set of `pgrad bench` (src/pgrad/bench.py, docs/benchmarks.md).
+"""DDPG and TD3 on Pendulum-v1 against Stable-Baselines3 (`pgrad bench` rows; see docs/benchmarks.md).
 
-    .venv/bin/python benchmarks/bench_dpg_family.py [--reps N] [--quick] [--steps N] [--json FILE] [--markdown FILE]
+    .venv/bin/python benchmarks/bench_dpg_family.py [--reps N] [--quick] [--steps N] [--json FILE]
 
-is `pgrad bench --rows ddpg-pendulum td3-pendulum ...`: the same hyperparameters, fresh one-thread processes, alternating order.
+is `pgrad bench --rows ddpg-pendulum td3-pendulum ...`: same hyperparameters for both libraries,
+fresh one-thread processes, alternating order. The code is src/pgrad/bench.py.
 """
 
 import sys

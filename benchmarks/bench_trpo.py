@@ -1,8 +1,9 @@
-"""TRPO on CartPole-v1 against sb3-contrib: now a row set of `pgrad bench` (src/pgrad/bench.py, docs/benchmarks.md).
+"""TRPO on CartPole-v1 against sb3-contrib (`pgrad bench` rows; see docs/benchmarks.md).
 
-    .venv/bin/python benchmarks/bench_trpo.py [--reps N] [--quick] [--steps N] [--json FILE] [--markdown FILE]
+    .venv/bin/python benchmarks/bench_trpo.py [--reps N] [--quick] [--steps N] [--json FILE]
 
-is `pgrad bench --rows trpo-cartpole ...`: the same hyperparameters, fresh one-thread processes, alternating order.
+is `pgrad bench --rows trpo-cartpole ...`: same hyperparameters for both libraries,
+fresh one-thread processes, alternating order. The code is src/pgrad/bench.py.
 """
 
 import sys

@@ -1,8 +1,9 @@
-"""PPO and A2C on CartPole-v1 against Stable-Baselines3: now a row set of `pgrad bench` (src/pgrad/bench.py, docs/benchmarks.md).
+"""PPO and A2C on CartPole-v1 against Stable-Baselines3 (`pgrad bench` rows; see docs/benchmarks.md).
 
-    .venv/bin/python benchmarks/vs_sb3.py [--reps N] [--quick] [--steps N] [--json FILE] [--markdown FILE]
+    .venv/bin/python benchmarks/vs_sb3.py [--reps N] [--quick] [--steps N] [--json FILE]
 
-is `pgrad bench --rows ppo-cartpole a2c-cartpole ...`: the same hyperparameters, fresh one-thread processes, alternating order.
+is `pgrad bench --rows ppo-cartpole a2c-cartpole ...`: same hyperparameters for both libraries,
+fresh one-thread processes, alternating order. The code is src/pgrad/bench.py.
 """
 
 import sys
