@@ -596,7 +596,12 @@ def bench(
         out["memory"] = _spawn({"lib": "memory"})
     for r in chosen:
         say(f"{r.name}: {r.algo} {r.env}, {r.budget(quick, steps)[0]:,} steps")
-        out["rows"].append(run_row(r, reps, quick, steps, episodes, say))
+        try:
+            out["rows"].append(run_row(r, reps, quick, steps, episodes, say))
+        except PgradError as e:
+            # one failed row (its child's traceback is on stderr) does not lose the others
+            say(f"  {r.name}: {e}")
+            out["rows"].append({"row": r.name, "kind": r.kind, "error": str(e)})
     out["machine"]["load_end"] = os.getloadavg()[0]
     out["seconds"] = time.perf_counter() - t0
     return out
@@ -643,6 +648,9 @@ COLUMNS = [
 def table_rows(result: dict[str, Any]) -> list[list[str]]:
     rows = []
     for s in result["rows"]:
+        if "error" in s:
+            rows.append([s["row"], f"failed: {s['error']}"] + ["-"] * (len(COLUMNS) - 2))
+            continue
         off = s["kind"] == OFF
         met = "yes" if s["met"] else "no"
         rows.append(
