@@ -56,3 +56,23 @@ def test_policy_function_gives_the_same_distribution():
     gauss = GaussianPolicy(4, 2, (8,), log_std_init=-0.5)
     d1, d2 = policy_function(gauss)(x), gauss(x)
     assert torch.equal(d1.mean, d2.mean) and torch.equal(d1.log_std, d2.log_std)
+
+
+def test_clip_grad_norm_matches_torch_bit_for_bit():
+    """core.nets.clip_grad_norm is a faster path to the same operations as torch.nn.utils.clip_grad_norm_."""
+    import copy
+
+    from pgrad.core.nets import clip_grad_norm, mlp
+
+    torch.manual_seed(0)
+    for scale, max_norm in ((1e-3, 0.5), (1.0, 0.5), (100.0, 10.0)):
+        a = mlp(4, (64, 64), 2)
+        b = copy.deepcopy(a)
+        x = torch.randn(256, 4)
+        for net in (a, b):
+            (net(x).pow(2).sum() * scale).backward()
+        na = torch.nn.utils.clip_grad_norm_(a.parameters(), max_norm)
+        nb = clip_grad_norm(b.parameters(), max_norm)
+        assert torch.equal(na, nb)
+        assert all(torch.equal(p.grad, q.grad) for p, q in zip(a.parameters(), b.parameters()))
+    assert clip_grad_norm([torch.zeros(3, requires_grad=True)], 1.0) == 0  # no gradients: norm 0, like torch

@@ -23,7 +23,7 @@ from torch import nn
 
 from pgrad.config import BaseConfig
 from pgrad.core.losses import entropy_loss, policy_gradient_loss, value_loss
-from pgrad.core.nets import ActionBounds, Activation, ValueNet, policy_net
+from pgrad.core.nets import ActionBounds, Activation, ValueNet, clip_grad_norm, policy_net
 from pgrad.core.returns import bootstrapped_returns, gae
 from pgrad.data.collect import collect_rollout
 from pgrad.data.rollout import Rollout, flat
@@ -118,7 +118,7 @@ def update(nets: nn.ModuleDict, opt: torch.optim.Optimizer, b: dict[str, torch.T
     loss = pg_loss + cfg.vf_coef * v_loss + cfg.ent_coef * entropy_loss(ent)
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    grad_norm = nn.utils.clip_grad_norm_(nets.parameters(), cfg.max_grad_norm)
+    grad_norm = clip_grad_norm(nets.parameters(), cfg.max_grad_norm)
     opt.step()
     return {"loss/policy": pg_loss.detach(), "loss/value": v_loss.detach(), "entropy": ent.mean().detach(),
             "grad_norm": grad_norm.detach()}

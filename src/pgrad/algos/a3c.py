@@ -42,7 +42,7 @@ from torch import nn
 
 from pgrad.config import BaseConfig
 from pgrad.core.losses import entropy_loss, policy_gradient_loss, value_loss
-from pgrad.core.nets import ActionBounds, Activation, ValueNet, policy_net
+from pgrad.core.nets import ActionBounds, Activation, ValueNet, clip_grad_norm, policy_net
 from pgrad.core.returns import bootstrapped_returns
 from pgrad.data.collect import collect_rollout
 from pgrad.data.rollout import Rollout, flat
@@ -155,7 +155,7 @@ def update(local: nn.ModuleDict, shared: nn.ModuleDict, opt: torch.optim.Optimiz
     """One asynchronous step (5): the local gradients of rollout b, clipped, copied into the shared model and
     applied by the optimiser whose statistics are shared."""
     metrics = gradients(local, b, cfg)
-    grad_norm = nn.utils.clip_grad_norm_(local.parameters(), cfg.max_grad_norm)
+    grad_norm = clip_grad_norm(local.parameters(), cfg.max_grad_norm)
     copy_gradients(local, shared)  # (5)
     opt.step()
     metrics["grad_norm"] = grad_norm.detach()

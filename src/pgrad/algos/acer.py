@@ -36,7 +36,7 @@ from torch import nn
 
 from pgrad.config import BaseConfig
 from pgrad.core.losses import acer_policy_loss, trust_region_projection, value_loss
-from pgrad.core.nets import Activation, DiscreteQNet, policy_net
+from pgrad.core.nets import Activation, DiscreteQNet, clip_grad_norm, policy_net
 from pgrad.core.returns import retrace
 from pgrad.core.targets import frozen_copy, polyak_update
 from pgrad.data.collect import collect_rollout
@@ -147,7 +147,7 @@ def update(nets: nn.ModuleDict, opt: torch.optim.Optimizer, seg: dict[str, torch
     loss = policy_surrogate + cfg.q_coef * q_loss
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    grad_norm = nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], cfg.max_grad_norm)
+    grad_norm = clip_grad_norm(opt.param_groups[0]["params"], cfg.max_grad_norm)
     opt.step()
     polyak_update(nets["pi_avg"], pi_net, 1.0 - cfg.avg_decay)  # (5)
     return {"loss/policy": pg_loss.detach(), "loss/q": q_loss.detach(), "entropy": ent.detach(),

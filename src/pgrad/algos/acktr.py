@@ -32,7 +32,7 @@ from torch import nn
 from pgrad.config import BaseConfig
 from pgrad.core.kfac import KFAC
 from pgrad.core.losses import entropy_loss, policy_gradient_loss, value_loss
-from pgrad.core.nets import ActionBounds, Activation, ValueNet, policy_function, policy_net
+from pgrad.core.nets import ActionBounds, Activation, ValueNet, clip_grad_norm, policy_function, policy_net
 from pgrad.core.returns import bootstrapped_returns, gae
 from pgrad.data.collect import collect_rollout
 from pgrad.data.rollout import Rollout, flat
@@ -128,7 +128,7 @@ def update(nets: nn.ModuleDict, opt: KFAC, b: dict[str, torch.Tensor], cfg: Conf
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.max_grad_norm is not None:
-        nn.utils.clip_grad_norm_(nets.parameters(), cfg.max_grad_norm)
+        clip_grad_norm(nets.parameters(), cfg.max_grad_norm)
     nu = opt.step()  # (4), (5)
     return {"loss/policy": pg_loss.detach(), "loss/value": v_loss.detach(), "entropy": ent.mean().detach(),
             "kl_clip_scale": nu}

@@ -35,7 +35,7 @@ from torch import nn
 
 from pgrad.config import BaseConfig
 from pgrad.core.losses import entropy_loss, policy_gradient_loss, value_loss
-from pgrad.core.nets import ActionBounds, Activation, DiscreteQNet, QNet, policy_net
+from pgrad.core.nets import ActionBounds, Activation, DiscreteQNet, QNet, clip_grad_norm, policy_net
 from pgrad.envs import EnvSpec
 
 SPACES = ("discrete", "box")
@@ -123,8 +123,8 @@ def update(nets: nn.ModuleDict, opts: dict[str, torch.optim.Optimizer], b: dict[
     for opt in opts.values():
         opt.zero_grad(set_to_none=True)
     loss.backward()
-    gn_pi = nn.utils.clip_grad_norm_(nets["pi"].parameters(), cfg.max_grad_norm)
-    gn_q = nn.utils.clip_grad_norm_(nets["q"].parameters(), cfg.max_grad_norm)
+    gn_pi = clip_grad_norm(nets["pi"].parameters(), cfg.max_grad_norm)
+    gn_q = clip_grad_norm(nets["q"].parameters(), cfg.max_grad_norm)
     opts["pi"].step()
     opts["q"].step()
     return {"loss/policy": pi_loss.detach(), "loss/q": q_loss.detach(), "q": q_sa.mean().detach(),

@@ -35,7 +35,7 @@ from torch import nn
 from pgrad.config import BaseConfig
 from pgrad.core.distributions import Categorical
 from pgrad.core.losses import entropy_loss, off_policy_pg_loss, value_loss
-from pgrad.core.nets import Activation, DiscreteQNet, policy_net
+from pgrad.core.nets import Activation, DiscreteQNet, clip_grad_norm, policy_net
 from pgrad.core.targets import frozen_copy, polyak_update
 from pgrad.data.replay import ReplayBuffer
 from pgrad.envs import EnvSpec
@@ -133,8 +133,8 @@ def update(nets: nn.ModuleDict, opts: dict[str, torch.optim.Optimizer], b: dict[
     for opt in opts.values():
         opt.zero_grad(set_to_none=True)
     loss.backward()
-    gn_pi = nn.utils.clip_grad_norm_(nets["pi"].parameters(), cfg.max_grad_norm)
-    gn_q = nn.utils.clip_grad_norm_(nets["q"].parameters(), cfg.max_grad_norm)
+    gn_pi = clip_grad_norm(nets["pi"].parameters(), cfg.max_grad_norm)
+    gn_q = clip_grad_norm(nets["q"].parameters(), cfg.max_grad_norm)
     opts["pi"].step()
     opts["q"].step()
     if cfg.tau < 1.0:

@@ -25,7 +25,7 @@ from torch import nn
 
 from pgrad.config import BaseConfig
 from pgrad.core.losses import clipped_surrogate, entropy_loss, value_loss
-from pgrad.core.nets import ActionBounds, Activation, ValueNet, policy_net
+from pgrad.core.nets import ActionBounds, Activation, ValueNet, clip_grad_norm, policy_net
 from pgrad.core.returns import gae
 from pgrad.data.collect import collect_rollout
 from pgrad.data.rollout import Rollout, flat, minibatches
@@ -115,7 +115,7 @@ def update(nets: nn.ModuleDict, opt: torch.optim.Optimizer, b: dict[str, torch.T
     loss = pg_loss + cfg.vf_coef * v_loss + cfg.ent_coef * entropy_loss(ent)  # (3)
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    grad_norm = nn.utils.clip_grad_norm_(nets.parameters(), cfg.max_grad_norm)
+    grad_norm = clip_grad_norm(nets.parameters(), cfg.max_grad_norm)
     opt.step()
     return {"loss/policy": pg_loss.detach(), "loss/value": v_loss.detach(), "entropy": ent.mean().detach(),
             "approx_kl": stats["approx_kl"], "clip_frac": stats["clip_frac"], "grad_norm": grad_norm.detach()}

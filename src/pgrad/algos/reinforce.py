@@ -28,7 +28,7 @@ from torch import nn
 
 from pgrad.config import BaseConfig
 from pgrad.core.losses import entropy_loss, policy_gradient_loss, value_loss
-from pgrad.core.nets import ActionBounds, Activation, ValueNet, policy_net
+from pgrad.core.nets import ActionBounds, Activation, ValueNet, clip_grad_norm, policy_net
 from pgrad.core.returns import discounted_returns
 from pgrad.data.collect import collect_episodes
 from pgrad.envs import EnvSpec
@@ -115,7 +115,7 @@ def update(nets: nn.ModuleDict, opts: dict[str, torch.optim.Optimizer], b: dict[
     opts["pi"].zero_grad(set_to_none=True)
     loss.backward()
     if cfg.max_grad_norm is not None:
-        out["grad_norm"] = nn.utils.clip_grad_norm_(nets["pi"].parameters(), cfg.max_grad_norm).detach()
+        out["grad_norm"] = clip_grad_norm(nets["pi"].parameters(), cfg.max_grad_norm).detach()
     opts["pi"].step()
     out.update({"loss/policy": pg_loss.detach(), "entropy": ent.mean().detach()})
     return out

@@ -7,7 +7,7 @@ pgrad.core.distributions.
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal, Sequence
+from typing import Callable, Iterable, Literal, Sequence
 
 import torch
 from torch import nn
@@ -23,6 +23,23 @@ def init_linear(layer: nn.Linear, gain: float) -> nn.Linear:
     nn.init.orthogonal_(layer.weight, gain)
     nn.init.zeros_(layer.bias)
     return layer
+
+
+def clip_grad_norm(params: Sequence[torch.Tensor] | Iterable[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Scale the gradients so that their global L2 norm is at most ``max_norm``; returns the norm before.
+
+    The same operations, hence the same bits, as torch.nn.utils.clip_grad_norm_ with its defaults, for the common
+    case of gradients of one device and dtype, without its per-call grouping (about a tenth of a small PPO
+    update); other cases go to torch's function.
+    """
+    params = list(params)
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads or len({(g.device, g.dtype) for g in grads}) > 1:
+        return nn.utils.clip_grad_norm_(params, max_norm)
+    with torch.no_grad():
+        total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
+        torch._foreach_mul_(grads, torch.clamp(float(max_norm) / (total + 1e-6), max=1.0))
+    return total
 
 
 def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: str = "tanh",

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pgrad.core.nets import clip_grad_norm
 from pgrad.errors import ConfigError, PgradError
 
 
@@ -108,7 +109,7 @@ def apply_gradients(nets: nn.Module, opt: torch.optim.Optimizer, grads: list[np.
     """Set the learner's gradients to ``grads`` (fresh tensors), clip the global norm, step the optimiser."""
     for p, g in zip(nets.parameters(), grads):
         p.grad = None if g is None else torch.from_numpy(np.array(g)).to(p.device)  # a copy: Ray's arrays are read-only
-    grad_norm = nn.utils.clip_grad_norm_(nets.parameters(), max_grad_norm)
+    grad_norm = clip_grad_norm(nets.parameters(), max_grad_norm)
     opt.step()
     return {"grad_norm": grad_norm.detach()}
 
