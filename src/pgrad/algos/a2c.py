@@ -115,7 +115,9 @@ def update(nets: nn.ModuleDict, opt: torch.optim.Optimizer, b: dict[str, torch.T
     pg_loss = policy_gradient_loss(logp, adv)  # (2)
     v_loss = value_loss(v, b["ret"])  # (3)
     ent = dist.entropy()
-    loss = pg_loss + cfg.vf_coef * v_loss + cfg.ent_coef * entropy_loss(ent)
+    loss = pg_loss + cfg.vf_coef * v_loss
+    if cfg.ent_coef:  # c2 = 0 adds exact zeros: skip its backward
+        loss = loss + cfg.ent_coef * entropy_loss(ent)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = clip_grad_norm(nets.parameters(), cfg.max_grad_norm)
@@ -187,7 +189,9 @@ def rollout_gradients(nets: nn.ModuleDict, envs: Any, ro: Rollout, cfg: Config) 
     pg_loss = policy_gradient_loss(logp, adv)  # (2)
     v_loss = value_loss(v, ret)  # (3)
     ent = dist.entropy()
-    loss = pg_loss + cfg.vf_coef * v_loss + cfg.ent_coef * entropy_loss(ent)
+    loss = pg_loss + cfg.vf_coef * v_loss
+    if cfg.ent_coef:  # c2 = 0 adds exact zeros: skip its backward
+        loss = loss + cfg.ent_coef * entropy_loss(ent)
     for p in nets.parameters():
         p.grad = None
     loss.backward()

@@ -112,7 +112,9 @@ def update(nets: nn.ModuleDict, opt: torch.optim.Optimizer, b: dict[str, torch.T
     v = nets["v"](b["obs"])
     v_loss = value_loss(v, b["ret"], b["v"], cfg.vf_clip)  # (3) c1 term
     ent = dist.entropy()
-    loss = pg_loss + cfg.vf_coef * v_loss + cfg.ent_coef * entropy_loss(ent)  # (3)
+    loss = pg_loss + cfg.vf_coef * v_loss  # (3)
+    if cfg.ent_coef:  # c2 = 0 adds exact zeros: skip its backward
+        loss = loss + cfg.ent_coef * entropy_loss(ent)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = clip_grad_norm(nets.parameters(), cfg.max_grad_norm)
