@@ -712,7 +712,8 @@ def limits_lines(result: dict[str, Any]) -> list[str]:
 def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     head = (
-        f"pgrad bench{' --quick' if result['quick'] else ''}, {result['reps']} repetitions, {m['cpus']} CPUs "
+        f"pgrad bench{' --quick' if result['quick'] else ''}, {result['reps']} repetition{'s' if result['reps'] > 1 else ''}, "
+        f"{m['cpus']} CPUs "
         f"({m['processor']}), one torch thread per process, load average {m['load_start']:.1f} → "
         f"{m.get('load_end', float('nan')):.1f}; versions: "
         + ", ".join(f"{k} {v}" for k, v in result.get("versions", {}).items())
