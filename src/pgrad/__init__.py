@@ -5,10 +5,10 @@
     agent.evaluate(episodes=10)
 """
 
+import pgrad.theory  # noqa: E402,F401  registers the gymnasium ids pgrad/LQR-v0, pgrad/TabularMDP-v0
 from pgrad.algos import ALGOS
 from pgrad.api import Agent, EvalResult, evaluate, load, train
 from pgrad.errors import CheckpointError, ConfigError, EnvError, NumericsError, PgradError
-import pgrad.theory  # noqa: E402,F401  registers the gymnasium ids pgrad/LQR-v0, pgrad/TabularMDP-v0
 
 __version__ = "0.1.0"
 __all__ = ["ALGOS", "Agent", "EvalResult", "evaluate", "load", "train", "PgradError", "ConfigError", "EnvError",

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from pgrad.algos import get_algo
 from pgrad.config import config_from_dict, make_config
-from pgrad.envs import EnvLike, EnvSpec, ObsNormalizer, _encode_one, check_action_space, describe, env_factory, run_episodes
+from pgrad.envs import (
+    EnvLike,
+    EnvSpec,
+    ObsNormalizer,
+    _encode_one,
+    check_action_space,
+    describe,
+    env_factory,
+    run_episodes,
+)
 from pgrad.errors import CheckpointError, ConfigError, EnvError, NumericsError, PgradError
 from pgrad.run import Run, default_run_dir, load_checkpoint, save_checkpoint
 

@@ -13,8 +13,9 @@ import difflib
 import sys
 import textwrap
 import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from pgrad.errors import ConfigError, NumericsError, PgradError
 

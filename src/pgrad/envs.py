@@ -15,8 +15,9 @@ from __future__ import annotations
 import copy
 import difflib
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -59,7 +60,7 @@ def env_factory(env: EnvLike, **make_kwargs: Any) -> tuple[Callable[[], gym.Env]
 def _make(env_id: str, **kwargs: Any) -> gym.Env:
     try:
         return gym.make(env_id, **kwargs)
-    except gym.error.Error as e:
+    except gym.error.Error:
         close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else "; `pgrad list --envs` shows the registered ids"
         raise EnvError(f"unknown environment {env_id!r}{hint}") from None

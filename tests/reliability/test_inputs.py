@@ -173,7 +173,10 @@ def test_load_with_other_action_bounds_is_refused(tmp_path):
     pgrad.train("sac", "Pendulum-v1", steps=64, out=out, hidden=(8,), batch_size=16, learning_starts=32,
                 eval_every=0, eval_episodes=1, progress=False, tensorboard=False)
     one = np.ones(1, np.float32)
-    rescaled = lambda: gym.wrappers.RescaleAction(gym.make("Pendulum-v1"), -one, one)
+
+    def rescaled():
+        return gym.wrappers.RescaleAction(gym.make("Pendulum-v1"), -one, one)
+
     with pytest.raises(EnvError, match=r"action bounds \[-2, 2\] but the env given \(Pendulum-v1\) has \[-1, 1\]"):
         pgrad.load(out, env=rescaled)
     pgrad.load(out, env="Pendulum-v1")  # the same env is fine

@@ -46,7 +46,6 @@ def test_diag_gaussian_matches_torch():
 
 def test_tanh_gaussian_density_integrates_to_one_and_matches_change_of_variables():
     mean, log_std = torch.tensor([[0.7]]), torch.tensor([[-0.3]])
-    dist = TanhGaussian(mean, log_std)
     # numerical integration of exp(log π(a)) over a in (-1, 1)
     a = torch.linspace(-1 + 1e-6, 1 - 1e-6, 200_001).unsqueeze(-1)
     dens = TanhGaussian(mean.expand(len(a), 1), log_std.expand(len(a), 1)).log_prob(a).exp()

@@ -9,8 +9,15 @@ import torch
 from torch import nn
 
 from pgrad.core.distributions import Categorical, DiagGaussian
-from pgrad.core.natural import (backtracking_line_search, conjugate_gradient, fisher_vector_product, flat_grad,
-                                flat_params, natural_step_size, set_flat_params_)
+from pgrad.core.natural import (
+    backtracking_line_search,
+    conjugate_gradient,
+    fisher_vector_product,
+    flat_grad,
+    flat_params,
+    natural_step_size,
+    set_flat_params_,
+)
 
 
 def tiny_net(in_dim=3, out_dim=4, seed=0):

@@ -9,8 +9,14 @@ import torch
 import torch.distributions as D
 
 from pgrad.core.distributions import TanhGaussian, scale_log_prob
-from pgrad.core.losses import (sac_policy_loss, soft_q_loss, soft_q_target, soft_v_loss, soft_v_target,
-                               temperature_loss)
+from pgrad.core.losses import (
+    sac_policy_loss,
+    soft_q_loss,
+    soft_q_target,
+    soft_v_loss,
+    soft_v_target,
+    temperature_loss,
+)
 
 
 def _data(B=9, K=2, seed=0):

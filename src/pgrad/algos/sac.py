@@ -50,8 +50,14 @@ from torch import nn
 
 from pgrad.config import BaseConfig
 from pgrad.core.distributions import scale_log_prob
-from pgrad.core.losses import (sac_policy_loss, soft_q_loss, soft_q_target, soft_v_loss, soft_v_target,
-                               temperature_loss)
+from pgrad.core.losses import (
+    sac_policy_loss,
+    soft_q_loss,
+    soft_q_target,
+    soft_v_loss,
+    soft_v_target,
+    temperature_loss,
+)
 from pgrad.core.nets import ActionBounds, Activation, StackedQ, TanhGaussianPolicy, ValueNet
 from pgrad.core.targets import frozen_copy, polyak_update
 from pgrad.data.replay import ReplayBuffer

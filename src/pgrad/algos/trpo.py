@@ -30,8 +30,13 @@ from torch import nn
 from pgrad.config import BaseConfig
 from pgrad.core.distributions import Categorical, DiagGaussian
 from pgrad.core.losses import value_loss
-from pgrad.core.natural import (backtracking_line_search, conjugate_gradient, fisher_vector_product, flat_grad,
-                                natural_step_size)
+from pgrad.core.natural import (
+    backtracking_line_search,
+    conjugate_gradient,
+    fisher_vector_product,
+    flat_grad,
+    natural_step_size,
+)
 from pgrad.core.nets import ActionBounds, Activation, ValueNet, policy_function, policy_net
 from pgrad.core.returns import gae
 from pgrad.data.collect import collect_rollout

@@ -7,7 +7,8 @@ pgrad.core.distributions.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Literal, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Literal
 
 import torch
 from torch import nn

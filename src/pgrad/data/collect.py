@@ -6,7 +6,7 @@ learning, its log-probability, and the numpy action sent to the env (clipped or 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

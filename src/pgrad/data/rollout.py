@@ -5,7 +5,7 @@ No advantage logic lives here: estimators in pgrad.core.returns read the tensors
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
