@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 PIP_INSTALL := $(PIP) install --disable-pip-version-check -q -c constraints.txt
-TEST_EXTRAS := dev,marl,ray
+TEST_EXTRAS := dev,marl,ray,video
 
 .PHONY: demo test test-quick test-learning bench lint docs clean
 
@@ -30,15 +30,17 @@ demo: $(VENV)/.installed-base
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
 
-# everything but the learning tests: the loop for day-to-day work (about a minute)
+# everything but the learning tests: the loop for day-to-day work (about 5 minutes on 2 cores)
 test-quick: $(VENV)/.installed-test
 	$(PY) -m pytest -q -m "not learning"
 
 test-learning: $(VENV)/.installed-test
 	$(PY) -m pytest -q -m learning
 
+# pgrad against Stable-Baselines3, every row of the README's speed table (about 20 minutes)
 bench: $(VENV)/.installed-test
-	$(PY) benchmarks/vs_sb3.py
+	$(PIP_INSTALL) -e ".[$(TEST_EXTRAS),bench]"
+	$(VENV)/bin/pgrad bench
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check src tests benchmarks
