@@ -6,6 +6,10 @@ class attribute ``RANGES`` as an interval such as ``"(0, 1]"`` or ``"[1, inf)"``
 
 Values are merged in this order, later winning: the dataclass defaults, the preset for (algorithm, env id)
 in ``presets/<algo>.yaml``, the user's keyword arguments or ``--key value`` flags.
+
+The ``pgrad train ALGO --flag`` parser is generated from these dataclasses here, not by a CLI library such as
+tyro: presets must sit between the defaults and the user's flags, ``--help`` shows each field's range, and every
+bad value must end in one line that names the field and its range (tyro's errors are multi-line panels).
 """
 
 from __future__ import annotations
