@@ -7,7 +7,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-PIP_INSTALL := $(PIP) install --disable-pip-version-check -q -c constraints.txt
+# PIP_ARGS: extra pip options, e.g. PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu" where no
+# CPU wheel of torch is at hand (PyPI's Linux torch is the CUDA build)
+PIP_ARGS ?=
+PIP_INSTALL := $(PIP) install --disable-pip-version-check -q -c constraints.txt $(PIP_ARGS)
 TEST_EXTRAS := dev,marl,ray,video
 
 .PHONY: demo test test-quick test-learning bench lint docs clean

@@ -2,7 +2,7 @@
 the optimal cost), DDPG, TD3 and D4PG (2 actor processes) on Pendulum-v1 in 20k steps (return >= -250).
 
 Budgets and networks come from the presets (Pendulum-v1: rl-zoo values with 64x64 networks and 1000 random
-steps; pgrad/LQR-v0: off-policy COPDAC-Q, 10k steps). The policy checked is the one pgrad.train returns: the
+steps; pgrad/LQR-v0: off-policy COPDAC-Q, 20k steps). The policy checked is the one pgrad.train returns: the
 best of the periodic evaluations (checkpoints/best.pt, select='best'), re-evaluated here on 20 fresh episodes
 with deterministic actions. For the LQR, "within 10% of the optimal cost" is judged paired: the optimal
 controller K*'s exact returns on the same 20 evaluation episodes (LQR.optimal_eval_returns).
