@@ -28,15 +28,8 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 import numpy as np
 
 import pgrad
+from pgrad.bench import rss_mib
 from pgrad.run import Run
-
-
-def rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    raise RuntimeError("no VmRSS in /proc/self/status (Linux only)")
 
 
 class Sampler:

@@ -272,12 +272,13 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _rss_mib() -> float:
+def rss_mib() -> float:
+    """This process's resident memory now (VmRSS), MiB; Linux only (benchmarks/soak.py samples it too)."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
-    return float("nan")
+    raise RuntimeError("no VmRSS in /proc/self/status (Linux only)")
 
 
 def _window(marks: list[tuple[int, float, float]], start_step: int) -> dict[str, float]:
@@ -448,11 +449,11 @@ def _child_memory() -> dict[str, Any]:
     """pgrad's ReplayBuffer at 1M HalfCheetah-v5 transitions (obs 17, action 6), filled: nominal and RSS bytes."""
     from pgrad.data.replay import ReplayBuffer
 
-    before = _rss_mib()
+    before = rss_mib()
     buf = ReplayBuffer(1_000_000, 1, (17,), (6,))
     for t in buf.fields.values():
         t.fill_(1)  # touch every page: torch.zeros memory is only resident once written
-    after = _rss_mib()
+    after = rss_mib()
     fields = {k: t.numel() * t.element_size() for k, t in buf.fields.items()}
     nominal = sum(fields.values())
     return {
