@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from pgrad.config import BaseConfig
+from pgrad.core import optim
 from pgrad.core.losses import entropy_loss, policy_gradient_loss, value_loss
 from pgrad.core.nets import ActionBounds, Activation, ValueNet, clip_grad_norm, policy_net
 from pgrad.core.returns import bootstrapped_returns, gae
@@ -89,7 +90,7 @@ def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, torch.optim.Optimi
     }).to(cfg.device)
     params = list(nets["pi"].parameters()) + list(nets["v"].parameters())
     if cfg.optimizer == "rmsprop":
-        opt: torch.optim.Optimizer = torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.rms_alpha, eps=cfg.opt_eps)
+        opt: torch.optim.Optimizer = optim.RMSprop(params, lr=cfg.lr, alpha=cfg.rms_alpha, eps=cfg.opt_eps)
     else:
         opt = torch.optim.Adam(params, lr=cfg.lr, eps=cfg.opt_eps)
     return nets, opt

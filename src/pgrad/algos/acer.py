@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from pgrad.config import BaseConfig
+from pgrad.core import optim
 from pgrad.core.losses import acer_policy_loss, trust_region_projection, value_loss
 from pgrad.core.nets import Activation, DiscreteQNet, clip_grad_norm, policy_net
 from pgrad.core.returns import retrace
@@ -102,7 +103,7 @@ def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, torch.optim.Optimi
         "pi_avg": frozen_copy(pi),
     }).to(cfg.device)
     params = list(nets["pi"].parameters()) + list(nets["q"].parameters())
-    return nets, torch.optim.Adam(params, lr=cfg.lr, eps=1e-5, fused=torch.device(cfg.device).type == "cpu")
+    return nets, optim.Adam(params, lr=cfg.lr, eps=1e-5, fused=torch.device(cfg.device).type == "cpu")
 
 
 def act(nets: nn.ModuleDict, obs: torch.Tensor, deterministic: bool) -> np.ndarray:

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from pgrad.config import BaseConfig
+from pgrad.core import optim
 from pgrad.core.losses import categorical_loss, categorical_mean, categorical_projection, dpg_actor_loss
 from pgrad.core.nets import ActionBounds, Activation, CategoricalQ, DeterministicActor
 from pgrad.core.targets import frozen_copy, polyak_update
@@ -120,8 +121,8 @@ def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, dict[str, torch.op
     nets = nn.ModuleDict({"mu": mu, "z": z, "mu_targ": frozen_copy(mu), "z_targ": frozen_copy(z),
                           "bounds": ActionBounds(spec)}).to(cfg.device)
     fused = torch.device(cfg.device).type == "cpu"
-    opt = {"mu": torch.optim.Adam(nets["mu"].parameters(), lr=cfg.lr, fused=fused),
-           "z": torch.optim.Adam(nets["z"].parameters(), lr=cfg.critic_lr or cfg.lr, fused=fused)}
+    opt = {"mu": optim.Adam(nets["mu"].parameters(), lr=cfg.lr, fused=fused),
+           "z": optim.Adam(nets["z"].parameters(), lr=cfg.critic_lr or cfg.lr, fused=fused)}
     return nets, opt
 
 

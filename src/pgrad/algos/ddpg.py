@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from pgrad.config import BaseConfig
+from pgrad.core import optim
 from pgrad.core.distributions import GaussianNoise, OUNoise
 from pgrad.core.losses import clipped_double_q_target, dpg_actor_loss, q_regression_loss
 from pgrad.core.nets import ActionBounds, Activation, DeterministicActor, QNet
@@ -107,8 +108,8 @@ def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, dict[str, torch.op
     nets["mu_targ"].eval()
     nets["q_targ"].eval()
     fused = torch.device(cfg.device).type == "cpu"
-    opt = {"mu": torch.optim.Adam(nets["mu"].parameters(), lr=cfg.lr, fused=fused),
-           "q": torch.optim.Adam(nets["q"].parameters(), lr=cfg.critic_lr or cfg.lr,
+    opt = {"mu": optim.Adam(nets["mu"].parameters(), lr=cfg.lr, fused=fused),
+           "q": optim.Adam(nets["q"].parameters(), lr=cfg.critic_lr or cfg.lr,
                                  weight_decay=cfg.critic_weight_decay, fused=fused)}
     return nets, opt
 

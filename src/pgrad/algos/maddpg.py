@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pgrad.config import BaseConfig
+from pgrad.core import optim
 from pgrad.core.losses import clipped_double_q_target, dpg_actor_loss, q_regression_loss
 from pgrad.core.nets import Activation, StackedMLP
 from pgrad.core.targets import frozen_copy, polyak_update
@@ -192,10 +193,10 @@ def build(cfg: Config, spec: MultiAgentSpec) -> tuple[nn.ModuleDict, dict[str, t
         nets["pi_hat"], nets["pi_hat_targ"] = pi_hat, frozen_copy(pi_hat)
     nets = nets.to(cfg.device)
     fused = torch.device(cfg.device).type == "cpu"
-    opt = {"mu": torch.optim.Adam(nets["mu"].parameters(), lr=cfg.lr, fused=fused),
-           "q": torch.optim.Adam(nets["q"].parameters(), lr=cfg.critic_lr or cfg.lr, fused=fused)}
+    opt = {"mu": optim.Adam(nets["mu"].parameters(), lr=cfg.lr, fused=fused),
+           "q": optim.Adam(nets["q"].parameters(), lr=cfg.critic_lr or cfg.lr, fused=fused)}
     if "pi_hat" in nets:
-        opt["pi_hat"] = torch.optim.Adam(nets["pi_hat"].parameters(), lr=cfg.infer_lr or cfg.lr, fused=fused)
+        opt["pi_hat"] = optim.Adam(nets["pi_hat"].parameters(), lr=cfg.infer_lr or cfg.lr, fused=fused)
     return nets, opt
 
 

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from pgrad.config import BaseConfig
+from pgrad.core import optim
 from pgrad.core.losses import clipped_surrogate, entropy_loss, value_loss
 from pgrad.core.nets import ActionBounds, Activation, ValueNet, clip_grad_norm, policy_net
 from pgrad.core.returns import gae
@@ -88,7 +89,7 @@ def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, torch.optim.Optimi
         "bounds": ActionBounds(spec),
     }).to(cfg.device)
     params = list(nets["pi"].parameters()) + list(nets["v"].parameters())
-    opt = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5, fused=True)
+    opt = optim.Adam(params, lr=cfg.lr, eps=1e-5, fused=True)
     return nets, opt
 
 

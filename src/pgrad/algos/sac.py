@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from pgrad.config import BaseConfig
+from pgrad.core import optim
 from pgrad.core.distributions import scale_log_prob
 from pgrad.core.losses import (
     sac_policy_loss,
@@ -136,7 +137,7 @@ def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, torch.optim.Optimi
         nets["temperature"] = Temperature(cfg.alpha_init)
         groups.append({"params": [nets["temperature"].log_alpha], "lr": cfg.alpha_lr or cfg.lr})
     nets = nets.to(cfg.device)
-    opt = torch.optim.Adam(groups, lr=cfg.lr, fused=True)
+    opt = optim.Adam(groups, lr=cfg.lr, fused=True)
     return nets, opt
 
 

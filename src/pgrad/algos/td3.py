@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from pgrad.config import BaseConfig
+from pgrad.core import optim
 from pgrad.core.distributions import GaussianNoise
 from pgrad.core.losses import (
     clipped_double_q_target,
@@ -101,8 +102,8 @@ def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, dict[str, torch.op
     nets = nn.ModuleDict({"mu": mu, "q": q, "mu_targ": frozen_copy(mu), "q_targ": frozen_copy(q),
                           "bounds": ActionBounds(spec)}).to(cfg.device)
     fused = torch.device(cfg.device).type == "cpu"
-    opt = {"mu": torch.optim.Adam(nets["mu"].parameters(), lr=cfg.lr, fused=fused),
-           "q": torch.optim.Adam(nets["q"].parameters(), lr=cfg.critic_lr or cfg.lr, fused=fused)}
+    opt = {"mu": optim.Adam(nets["mu"].parameters(), lr=cfg.lr, fused=fused),
+           "q": optim.Adam(nets["q"].parameters(), lr=cfg.critic_lr or cfg.lr, fused=fused)}
     return nets, opt
 
 

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from pgrad.config import BaseConfig
+from pgrad.core import optim
 from pgrad.core.distributions import Categorical, DiagGaussian
 from pgrad.core.losses import value_loss
 from pgrad.core.natural import (
@@ -94,7 +95,7 @@ def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, torch.optim.Optimi
         "bounds": ActionBounds(spec),
     }).to(cfg.device)
     # the policy moves by (4), never by this optimiser
-    opt = torch.optim.Adam(nets["v"].parameters(), lr=cfg.lr, fused=torch.device(cfg.device).type == "cpu")
+    opt = optim.Adam(nets["v"].parameters(), lr=cfg.lr, fused=torch.device(cfg.device).type == "cpu")
     return nets, opt
 
 

@@ -1,0 +1,176 @@
+"""Optimisers with less Python per step: the same kernels, hence the same bits, as torch.optim's.
+
+A small PPO update spends about a tenth of its time in ``torch.optim.Adam.step`` outside the kernel: per-call
+grouping of tensors by device and dtype, and the increment of one 0-dim ``step`` tensor per parameter, which on
+CPU runs tensor by tensor. ``Adam`` and ``RMSprop`` below are torch.optim's classes (same constructor, state
+dict, checkpoints, learning-rate changes through ``param_groups``) whose ``step`` calls the kernels directly
+on cached lists when it can, and torch's own ``step`` otherwise.
+
+- Adam, CPU, fused=True: ``torch._fused_adam_`` as torch.optim calls it; the per-parameter ``step`` counters
+  are kept as views of one buffer, so that one ``add_`` advances them all.
+- RMSprop, no momentum, not centred: the update of torch.optim's foreach implementation,
+  v ← α v + (1 - α) g², θ ← θ - lr g / (√v + ε), in ``torch._foreach_*`` calls.
+
+Both fall back to torch.optim whenever a parameter has no gradient, a closure is given, or an option outside
+these cases is set, and go through torch's step wrapper (profiler label, step hooks) only when a step hook is
+registered; ``zero_grad`` sets the gradients to None in a plain loop. tests/unit/test_optim.py checks equality
+with torch.optim bit for bit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.optim import optimizer as _torch_optimizer
+
+
+def _has_step_hooks(opt: torch.optim.Optimizer) -> bool:
+    return bool(opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks
+                or _torch_optimizer._global_optimizer_pre_hooks or _torch_optimizer._global_optimizer_post_hooks)
+
+
+def _zero_grad(opt: torch.optim.Optimizer, set_to_none: bool) -> None:
+    if not set_to_none:
+        return torch.optim.Optimizer.zero_grad(opt, set_to_none=False)
+    for g in opt.param_groups:
+        for p in g["params"]:
+            p.grad = None
+
+
+class Adam(torch.optim.Adam):
+    """torch.optim.Adam whose fused CPU step skips torch's per-call grouping (same kernel, same results)."""
+
+    def __init__(self, params: Any, **kwargs: Any):
+        self._cache: tuple[Any, ...] | None = None
+        super().__init__(params, **kwargs)
+
+    def _lean_ok(self) -> bool:
+        for g in self.param_groups:
+            if not g["fused"] or g["amsgrad"] or g["capturable"] or g["differentiable"] or g["maximize"] \
+                    or g.get("decoupled_weight_decay", False) or isinstance(g["lr"], torch.Tensor) \
+                    or any(isinstance(b, torch.Tensor) for b in g["betas"]):
+                return False
+            for p in g["params"]:
+                if p.grad is None or p.device.type != "cpu" or p.grad.is_sparse or p.is_complex():
+                    return False
+        return True
+
+    def _build_cache(self) -> tuple[Any, ...]:
+        """Initialise missing state as torch does, then make every ``step`` a view of one counter buffer."""
+        params = [p for g in self.param_groups for p in g["params"]]
+        for p in params:
+            st = self.state[p]
+            if len(st) == 0:
+                st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                st["step"] = torch.zeros((), dtype=torch.float32)
+        steps = torch.stack([self.state[p]["step"].detach().to(torch.float32) for p in params])
+        for i, p in enumerate(params):
+            self.state[p]["step"] = steps[i]
+        groups = [(g, list(g["params"]), [self.state[p]["exp_avg"] for p in g["params"]],
+                   [self.state[p]["exp_avg_sq"] for p in g["params"]], [self.state[p]["step"] for p in g["params"]])
+                  for g in self.param_groups]
+        return (self.state, steps, params, groups)
+
+    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+        if closure is not None or not self._lean_ok():
+            return super().step(closure)
+        if _has_step_hooks(self):
+            return torch.optim.Optimizer.profile_hook_step(type(self)._lean_step)(self)
+        return self._lean_step()
+
+    step.hooked = True  # type: ignore[attr-defined]  # torch wraps step() of each class unless marked; hooks above
+
+    @torch.no_grad()
+    def _lean_step(self) -> None:
+        c = self._cache
+        if c is None or c[0] is not self.state or self.state[c[2][0]]["step"]._base is not c[1]:
+            c = self._cache = self._build_cache()
+        c[1].add_(1)
+        for g, params, exp_avgs, exp_avg_sqs, steps in c[3]:
+            beta1, beta2 = g["betas"]
+            torch._fused_adam_(params, [p.grad for p in params], exp_avgs, exp_avg_sqs, [], steps,
+                               amsgrad=False, lr=g["lr"], beta1=beta1, beta2=beta2,
+                               weight_decay=g["weight_decay"], eps=g["eps"], maximize=False,
+                               grad_scale=None, found_inf=None)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        _zero_grad(self, set_to_none)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        self._cache = None
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self._cache = None
+
+
+class RMSprop(torch.optim.RMSprop):
+    """torch.optim.RMSprop whose plain step (no momentum, not centred) runs as a few foreach calls."""
+
+    def __init__(self, params: Any, **kwargs: Any):
+        self._cache: tuple[Any, ...] | None = None
+        super().__init__(params, **kwargs)
+
+    def _lean_ok(self) -> bool:
+        for g in self.param_groups:
+            if g["momentum"] != 0 or g["centered"] or g["capturable"] or g["differentiable"] or g["maximize"] \
+                    or isinstance(g["lr"], torch.Tensor):
+                return False
+            for p in g["params"]:
+                if p.grad is None or p.device.type != "cpu" or p.grad.is_sparse or p.is_complex():
+                    return False
+        return True
+
+    def _build_cache(self) -> tuple[Any, ...]:
+        params = [p for g in self.param_groups for p in g["params"]]
+        for p in params:
+            st = self.state[p]
+            if len(st) == 0:
+                st["step"] = torch.tensor(0.0, dtype=torch.float32)
+                st["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        steps = torch.stack([self.state[p]["step"].detach().to(torch.float32) for p in params])
+        for i, p in enumerate(params):
+            self.state[p]["step"] = steps[i]
+        groups = [(g, list(g["params"]), [self.state[p]["square_avg"] for p in g["params"]])
+                  for g in self.param_groups]
+        return (self.state, steps, params, groups)
+
+    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+        if closure is not None or not self._lean_ok():
+            return super().step(closure)
+        if _has_step_hooks(self):
+            return torch.optim.Optimizer.profile_hook_step(type(self)._lean_step)(self)
+        return self._lean_step()
+
+    step.hooked = True  # type: ignore[attr-defined]  # torch wraps step() of each class unless marked; hooks above
+
+    @torch.no_grad()
+    def _lean_step(self) -> None:
+        c = self._cache
+        if c is None or c[0] is not self.state or self.state[c[2][0]]["step"]._base is not c[1]:
+            c = self._cache = self._build_cache()
+        c[1].add_(1)
+        for g, params, square_avgs in c[3]:
+            grads = [p.grad for p in params]
+            if g["weight_decay"] != 0:
+                grads = torch._foreach_add(grads, params, alpha=g["weight_decay"])
+            alpha = g["alpha"]
+            torch._foreach_mul_(square_avgs, alpha)
+            torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - alpha)
+            avg = torch._foreach_sqrt(square_avgs)
+            torch._foreach_add_(avg, g["eps"])
+            torch._foreach_addcdiv_(params, grads, avg, value=-g["lr"])
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        _zero_grad(self, set_to_none)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        self._cache = None
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self._cache = None
