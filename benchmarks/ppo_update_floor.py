@@ -1,8 +1,8 @@
 """The eager-PyTorch floor of one PPO update at the rl-zoo CartPole-v1 settings, against pgrad's update.
 
 The floor is the fewest eager ops that compute the same loss (64x64 tanh policy and value networks, batch 256,
-clipped surrogate, squared value error, normalised advantages, global-norm clipping, fused Adam), written
-without any library code. At these settings PPO does 7,800 such updates per 100k env steps, so the update
+clipped surrogate, squared value error, normalised advantages, global-norm clipping, Adam as one call of the
+fused kernel with one step counter), written without any library code. At these settings PPO does 7,800 such updates per 100k env steps, so the update
 alone bounds the speed of any eager-PyTorch PPO on this machine (see README, Speed).
 
     .venv/bin/python benchmarks/ppo_update_floor.py
@@ -48,7 +48,9 @@ def main() -> None:
 
     pi, v = net(2), net(1)
     params = list(pi.parameters()) + list(v.parameters())
-    opt = torch.optim.Adam(params, lr=3e-4, eps=1e-5, fused=True)
+    m1, m2 = [torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params]
+    step = torch.zeros(1)
+    steps = [step[0]] * len(params)
 
     def floor() -> None:
         logp = pi(obs).log_softmax(-1).gather(1, act[:, None]).squeeze(1)
@@ -56,12 +58,16 @@ def main() -> None:
         a = (adv - adv.mean()) / (adv.std() + 1e-8)
         surr = torch.min(ratio * a, ratio.clamp(0.8, 1.2) * a).mean()
         loss = -surr + 0.5 * (v(obs).squeeze(1) - ret).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
+        for p in params:
+            p.grad = None
         loss.backward()
         g = [p.grad for p in params]
         norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(g)))
         torch._foreach_mul_(g, torch.clamp(0.5 / (norm + 1e-6), max=1.0))
-        opt.step()
+        with torch.no_grad():
+            step.add_(1)
+            torch._fused_adam_(params, g, m1, m2, [], steps, amsgrad=False, lr=3e-4, beta1=0.9, beta2=0.999,
+                               weight_decay=0.0, eps=1e-5, maximize=False, grad_scale=None, found_inf=None)
 
     make, env_id = env_factory("CartPole-v1")
     cfg = ppo.Config()

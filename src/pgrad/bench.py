@@ -21,6 +21,11 @@ child's VmHWM at its end (training and evaluation).
 Limits, printed once: each env's step rate with random actions and no learning (the row's number of envs, one
 process), a single-thread float32 matmul peak, and for off-policy rows the FLOP rate pgrad's updates achieve
 (FLOPs of one update counted by ``torch.utils.flop_counter.FlopCounterMode`` × updates / time inside update()).
+Off-policy rows also get a matmul floor: every matmul of two updates (forward and backward) is recorded with its
+shapes and strides, and the same calls are replayed alone on random tensors; their CPU time is what an update
+costs with everything but its matmuls free. With pgrad's other time per step unchanged, that bounds the ratio
+any float32 implementation on this BLAS could reach: cpu_ratio / (1 - u (1 - floor / update)), u the share of
+CPU time inside updates.
 Memory: the bytes pgrad's ReplayBuffer takes for 1M HalfCheetah-v5 transitions (nominal and measured RSS).
 """
 
@@ -333,6 +338,55 @@ def _child_sb3(row: Row, seed: int, steps: int, ls: int, episodes: int) -> dict[
     return res
 
 
+def _matmul_recorder() -> Any:
+    """A TorchDispatchMode that records each mm/addmm/bmm/baddbmm call (shapes, strides, scalars)."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    aten = torch.ops.aten
+    ops = {aten.mm.default, aten.addmm.default, aten.bmm.default, aten.baddbmm.default}
+
+    class Recorder(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[tuple[Any, list[Any], dict[str, Any]]] = []
+
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            kwargs = kwargs or {}
+            if func in ops:
+                spec = [
+                    (tuple(a.shape), a.stride(), a.dtype) if isinstance(a, torch.Tensor) else a for a in args
+                ]
+                self.calls.append((func, spec, dict(kwargs)))
+            return func(*args, **kwargs)
+
+    return Recorder()
+
+
+def matmul_floor_ms(
+    calls: list[tuple[Any, list[Any], dict[str, Any]]], updates: int, reps: int = 30
+) -> float:
+    """CPU milliseconds per update of the recorded matmuls, replayed alone at the same shapes and strides."""
+    import torch
+
+    def make(a: Any) -> Any:
+        if isinstance(a, tuple) and len(a) == 3 and isinstance(a[2], torch.dtype):
+            shape, stride, dtype = a
+            n = 1 + sum((d - 1) * st for d, st in zip(shape, stride)) if all(shape) else 0
+            return torch.randn(n, dtype=dtype).as_strided(shape, stride)  # expanded inputs keep stride 0
+        return a
+
+    made = [(f, [make(a) for a in spec], kw) for f, spec, kw in calls]
+    best = math.inf
+    for r in range(reps + 3):
+        c = time.process_time()
+        for f, args, kw in made:
+            f(*args, **kw)
+        if r >= 3:
+            best = min(best, time.process_time() - c)
+    return best / updates * 1e3
+
+
 def _child_pgrad(row: Row, seed: int, steps: int, ls: int, episodes: int) -> dict[str, Any]:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -364,6 +418,7 @@ def _child_pgrad(row: Row, seed: int, steps: int, ls: int, episodes: int) -> dic
         threads=1,
     )
     upd: dict[str, float] = {"n": 0, "wall": 0.0, "cpu": 0.0, "flops": 0.0, "counted": 0}
+    recorder = _matmul_recorder()
     if row.kind == OFF:
         kw.update(learning_starts=ls, log_every=math.gcd(ls, steps))
         module = pgrad.ALGOS[row.algo]
@@ -371,7 +426,7 @@ def _child_pgrad(row: Row, seed: int, steps: int, ls: int, episodes: int) -> dic
 
         def update(*a: Any, **k: Any) -> Any:
             if upd["counted"] < 2:  # FLOPs of two updates (TD3: one with and one without the actor step)
-                with FlopCounterMode(display=False) as fc:
+                with FlopCounterMode(display=False) as fc, recorder:
                     out = orig_update(*a, **k)
                 upd["flops"] += fc.get_total_flops()
                 upd["counted"] += 1
@@ -394,6 +449,8 @@ def _child_pgrad(row: Row, seed: int, steps: int, ls: int, episodes: int) -> dic
             "updates_timed": upd["n"],
             "update_wall_s": upd["wall"],
             "update_cpu_s": upd["cpu"],
+            "matmul_calls": len(recorder.calls) / upd["counted"],
+            "matmul_floor_ms": matmul_floor_ms(recorder.calls, int(upd["counted"])),
         }
     return res
 
@@ -547,6 +604,15 @@ def run_row(
             ),
             "update_share_of_cpu": statistics.median(u["update_cpu_s"] / r["cpu_s"] for u, r in zip(ups, p)),
         }
+        if all("matmul_floor_ms" in u for u in ups):
+            g = summary["update_gflops"]
+            g["update_ms"] = statistics.median(1e3 * u["update_cpu_s"] / u["updates_timed"] for u in ups)
+            g["matmul_floor_ms"] = statistics.median(u["matmul_floor_ms"] for u in ups)
+            g["matmul_calls"] = ups[0]["matmul_calls"]
+            share = g["update_share_of_cpu"]
+            g["ratio_bound"] = summary["cpu_ratio"]["median"] / (
+                1 - share * (1 - g["matmul_floor_ms"] / g["update_ms"])
+            )
     return summary
 
 
@@ -696,6 +762,13 @@ def limits_lines(result: dict[str, Any]) -> list[str]:
                 f"{g['cpu']:.2f} GFLOP/s on the CPU clock{pct} ({g['wall']:.2f} wall); updates take "
                 f"{100 * g['update_share_of_cpu']:.0f}% of the learning phase's CPU time"
             )
+            if "matmul_floor_ms" in g:
+                lines.append(
+                    f"{s['row']}: one update {g['update_ms']:.2f} ms CPU; its {g['matmul_calls']:.0f} matmuls "
+                    f"replayed alone {g['matmul_floor_ms']:.2f} ms ({100 * g['matmul_floor_ms'] / g['update_ms']:.0f}%)"
+                    f" -> with all else in the updates free, pgrad/SB3 (CPU clock) <= {g['ratio_bound']:.2f}x "
+                    f"(target {s['target']:.1f}x)"
+                )
     mem = result.get("memory")
     if mem:
         mb = mem["nominal_bytes"] / 1e6
