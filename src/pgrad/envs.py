@@ -242,6 +242,10 @@ class VecEnv:
         else:
             self._async = None
             self._envs = [factory() for _ in range(num_envs)]
+        # a flat Box observation is written into the float32 batch as it is (the cast np.asarray would do)
+        space = self._envs[0].observation_space if self._envs else None
+        self._flat_box = isinstance(space, gym.spaces.Box) and len(space.shape) == 1 and spec.obs_kind == "box"
+        self._on_cpu = self.device.type == "cpu"
         self._raw_obs = self._reset_all(seed)
         self.obs = self._to_tensor(self.obs_norm(self._raw_obs, update=True))
 
@@ -271,7 +275,8 @@ class VecEnv:
         return out
 
     def _to_tensor(self, x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        return t if self._on_cpu else t.to(self.device)
 
     # -- public
     def reset(self, seed: int | None = None) -> torch.Tensor:
@@ -306,7 +311,7 @@ class VecEnv:
                 if te or tr:
                     finals.append((i, self._encode(o)))
                     o, _ = e.reset()
-                obs[i] = self._encode(o)
+                obs[i] = o if self._flat_box else self._encode(o)
             final = obs
             if finals:
                 final = obs.copy()
@@ -331,8 +336,11 @@ class VecEnv:
         next_n = obs_n if final is obs else self.obs_norm(final, update=False)
         self.obs = self._to_tensor(obs_n)
         next_t = self.obs if final is obs else self._to_tensor(next_n)
-        return Step(self.obs, torch.from_numpy(rew.astype(np.float32)).to(self.device),
-                    torch.from_numpy(term).to(self.device), torch.from_numpy(trunc).to(self.device), next_t)
+        rew_t, term_t, trunc_t = torch.from_numpy(rew.astype(np.float32)), torch.from_numpy(term), \
+            torch.from_numpy(trunc)
+        if not self._on_cpu:
+            rew_t, term_t, trunc_t = rew_t.to(self.device), term_t.to(self.device), trunc_t.to(self.device)
+        return Step(self.obs, rew_t, term_t, trunc_t, next_t)
 
     def pop_finished(self) -> list[tuple[float, int]]:
         out, self.finished = self.finished, []

@@ -24,7 +24,7 @@ from torch import nn
 from pgrad.config import BaseConfig
 from pgrad.core import optim
 from pgrad.core.losses import entropy_loss, policy_gradient_loss, value_loss
-from pgrad.core.nets import ActionBounds, Activation, ValueNet, clip_grad_norm, policy_net
+from pgrad.core.nets import ActionBounds, Activation, ValueNet, clip_grad_norm, policy_function, policy_net
 from pgrad.core.returns import bootstrapped_returns, gae
 from pgrad.data.collect import collect_rollout
 from pgrad.data.rollout import Rollout, flat
@@ -144,7 +144,7 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     nets, opt = build(cfg, run.spec)
     run.track(nets=nets, opt=opt)
     ro = Rollout(cfg.n_steps, cfg.num_envs, run.spec, cfg.device)
-    pi, bounds = nets["pi"], nets["bounds"]
+    pi, bounds = policy_function(nets["pi"]), nets["bounds"]  # acting without nn.Module overhead
     boxed = run.spec.action_kind == "box"
 
     def sample(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
