@@ -76,3 +76,33 @@ def test_clip_grad_norm_matches_torch_bit_for_bit():
         assert torch.equal(na, nb)
         assert all(torch.equal(p.grad, q.grad) for p, q in zip(a.parameters(), b.parameters()))
     assert clip_grad_norm([torch.zeros(3, requires_grad=True)], 1.0) == 0  # no gradients: norm 0, like torch
+
+
+def test_inplace_relu_gives_the_same_values_and_gradients():
+    """The off-policy nets apply ReLU in place; forward values and every gradient equal the out-of-place net's."""
+    import copy
+
+    from torch import nn
+
+    from pgrad.core.nets import QNet, mlp
+
+    torch.manual_seed(0)
+    q = QNet(5, 2, (32, 16), "relu")
+    assert any(isinstance(m, nn.ReLU) and m.inplace for m in q.modules())
+    ref = copy.deepcopy(q)
+    for m in ref.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = False
+    obs, act = torch.randn(64, 5), torch.randn(64, 2, requires_grad=True)
+    act_ref = act.detach().clone().requires_grad_()
+    q(obs, act).square().mean().backward()
+    ref(obs, act_ref).square().mean().backward()
+    assert torch.equal(act.grad, act_ref.grad)
+    for p, r in zip(q.parameters(), ref.parameters()):
+        assert torch.equal(p.grad, r.grad)
+    assert not any(isinstance(m, nn.ReLU) and m.inplace for m in mlp(5, (8,), 1, "relu").modules())  # default off
+    s = StackedMLP(2, 5, (32, 16), 1, "relu")
+    x = torch.randn(64, 5)
+    y = s(x)
+    for j in range(2):
+        assert torch.allclose(y[j], s.member(j)(x), atol=1e-6)
