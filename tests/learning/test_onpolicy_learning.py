@@ -16,24 +16,19 @@ pytestmark = pytest.mark.learning
 QUIET = dict(progress=False, tensorboard=False)
 
 
-def final_return(algo, env, steps, seed, tmp_path, **kw):
-    agent = pgrad.train(algo, env, steps=steps, seed=seed, out=tmp_path / f"{algo}-{seed}", **QUIET, **kw)
-    return agent.evaluate(episodes=20, seed=777).mean_return
-
-
-def test_ppo_cartpole(tmp_path):
+def test_ppo_cartpole(final_return):
     # rl-zoo preset; seeds 0, 1, 2 all evaluate 500
-    assert final_return("ppo", "CartPole-v1", 100_000, 0, tmp_path) >= 475
+    assert final_return("ppo", "CartPole-v1", 100_000, 0) >= 475
 
 
-def test_ppo_pendulum(tmp_path):
+def test_ppo_pendulum(final_return):
     # preset (gamma 0.9, 4 envs x 1024 steps, lr 1e-3); seeds 0, 1 gave -151, -149
-    assert final_return("ppo", "Pendulum-v1", 100_000, 0, tmp_path) >= -250
+    assert final_return("ppo", "Pendulum-v1", 100_000, 0) >= -250
 
 
-def test_a2c_cartpole(tmp_path):
+def test_a2c_cartpole(final_return):
     # Stable-Baselines3's defaults (8 envs, n_steps 5, RMSprop 7e-4); seeds 0, 1, 2 all evaluate 500
-    assert final_return("a2c", "CartPole-v1", 200_000, 0, tmp_path) >= 475
+    assert final_return("a2c", "CartPole-v1", 200_000, 0) >= 475
 
 
 def eval_curve_mean(run_dir):

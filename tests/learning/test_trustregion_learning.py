@@ -10,33 +10,24 @@ from __future__ import annotations
 
 import pytest
 
-import pgrad
-
 pytestmark = pytest.mark.learning
 
-QUIET = dict(progress=False, tensorboard=False)
 
-
-def final_return(algo, env, steps, seed, tmp_path, **kw):
-    agent = pgrad.train(algo, env, steps=steps, seed=seed, out=tmp_path / f"{algo}-{seed}", **QUIET, **kw)
-    return agent.evaluate(episodes=20, seed=777).mean_return
-
-
-def test_trpo_cartpole(tmp_path):
+def test_trpo_cartpole(final_return):
     # rl-zoo preset (2 envs x 512 steps, cg_damping 1e-3, λ 0.98, 20 critic epochs); seeds 0, 1, 2, 3 all 500
-    assert final_return("trpo", "CartPole-v1", 100_000, 0, tmp_path) >= 475
+    assert final_return("trpo", "CartPole-v1", 100_000, 0) >= 475
 
 
-def test_trpo_pendulum(tmp_path):
+def test_trpo_pendulum(final_return):
     # preset (rl-zoo's 2 envs x 1024 steps, γ 0.9, 15 critic epochs, without gSDE); seeds 0, 1, 2: -196, -176, -171
-    assert final_return("trpo", "Pendulum-v1", 150_000, 0, tmp_path) >= -250
+    assert final_return("trpo", "Pendulum-v1", 150_000, 0) >= -250
 
 
-def test_acer_cartpole(tmp_path):
+def test_acer_cartpole(final_return):
     # defaults (4 envs x 20-step segments, replay ratio 4, c = 10, trust region δ = 1); seeds 0, 1, 2, 3 all 500
-    assert final_return("acer", "CartPole-v1", 200_000, 0, tmp_path) >= 450
+    assert final_return("acer", "CartPole-v1", 200_000, 0) >= 450
 
 
-def test_acktr_cartpole(tmp_path):
+def test_acktr_cartpole(final_return):
     # defaults (8 envs x 20 steps, η 0.25 decayed linearly, KL clip 0.001); seeds 0, 1, 2, 3 all 500
-    assert final_return("acktr", "CartPole-v1", 300_000, 0, tmp_path) >= 450
+    assert final_return("acktr", "CartPole-v1", 300_000, 0) >= 450
