@@ -3,6 +3,7 @@
     pgrad bench                                   # every row, 3 repetitions (about 25 minutes on 2 cores)
     pgrad bench --rows ppo-cartpole sac-pendulum --reps 5 --json bench.json --markdown bench.md
     pgrad bench --quick                           # a smoke check: tiny budgets, 1 repetition (< 3 minutes)
+    pgrad bench --contention                      # steps/s kept beside one busy process (see below)
 
 Every (row, library, repetition) is a fresh subprocess with one torch thread (OMP/MKL threads 1). The libraries
 alternate: pgrad first on even repetitions, SB3 first on odd ones, so drift in machine load hits both. Both get
@@ -27,6 +28,13 @@ costs with everything but its matmuls free. With pgrad's other time per step unc
 any float32 implementation on this BLAS could reach: cpu_ratio / (1 - u (1 - floor / update)), u the share of
 CPU time inside updates.
 Memory: the bytes pgrad's ReplayBuffer takes for 1M HalfCheetah-v5 transitions (nominal and measured RSS).
+
+``--contention`` (``contention()``) runs the rows (default ppo-cartpole and sac-pendulum) with each library at its
+own default threads instead (child spec ``"threads": "default"``: no OMP/MKL variables, no
+``torch.set_num_threads(1)``; pgrad keeps ``Config.threads = 1``, SB3 torch's one thread per core), each run
+once alone and once beside one CPU-bound process started just before the child and killed right after. It
+reports the threads used, steps/s alone and busy, and the share kept (busy/alone, median of per-repetition
+ratios), on the wall clock (where a collapse shows) and the CPU clock.
 """
 
 from __future__ import annotations
@@ -387,7 +395,9 @@ def matmul_floor_ms(
     return best / updates * 1e3
 
 
-def _child_pgrad(row: Row, seed: int, steps: int, ls: int, episodes: int) -> dict[str, Any]:
+def _child_pgrad(
+    row: Row, seed: int, steps: int, ls: int, episodes: int, one_thread: bool = True
+) -> dict[str, Any]:
     from torch.utils.flop_counter import FlopCounterMode
 
     import pgrad
@@ -415,8 +425,9 @@ def _child_pgrad(row: Row, seed: int, steps: int, ls: int, episodes: int) -> dic
         select="last",
         progress=False,
         tensorboard=False,
-        threads=1,
     )
+    if one_thread:
+        kw["threads"] = 1  # else Config's default
     upd: dict[str, float] = {"n": 0, "wall": 0.0, "cpu": 0.0, "flops": 0.0, "counted": 0}
     recorder = _matmul_recorder()
     if row.kind == OFF:
@@ -458,7 +469,9 @@ def _child_pgrad(row: Row, seed: int, steps: int, ls: int, episodes: int) -> dic
 def _child(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    torch.set_num_threads(1)
+    one_thread = spec.get("threads") != "default"  # "default": each library's own thread setting
+    if one_thread:
+        torch.set_num_threads(1)
     torch.optim.Adam(
         [torch.nn.Parameter(torch.zeros(1))]
     )  # first optimiser imports torch._dynamo: pay it here
@@ -467,8 +480,9 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["lib"] == "memory":
         return _child_memory()
     row = ROWS[spec["row"]]
-    fn = _child_pgrad if spec["lib"] == "pgrad" else _child_sb3
-    res = fn(row, spec["seed"], spec["steps"], spec["ls"], spec["episodes"])
+    args = (row, spec["seed"], spec["steps"], spec["ls"], spec["episodes"])
+    res = _child_pgrad(*args, one_thread=one_thread) if spec["lib"] == "pgrad" else _child_sb3(*args)
+    res["torch_threads"] = torch.get_num_threads()
     res["peak_rss_mib"] = _peak_rss_mib()
     return res
 
@@ -522,13 +536,19 @@ def _child_memory() -> dict[str, Any]:
     }
 
 
+def _child_env(spec: dict[str, Any]) -> dict[str, str]:
+    """The child's environment: OMP/MKL threads 1, or with "threads": "default" neither variable (torch's own)."""
+    if spec.get("threads") == "default":
+        return {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+
 def _spawn(spec: dict[str, Any]) -> dict[str, Any]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     out = subprocess.run(
         [sys.executable, "-m", "pgrad.bench", "--child", json.dumps(spec)],
         capture_output=True,
         text=True,
-        env=env,
+        env=_child_env(spec),
         check=False,
     )
     if out.returncode != 0:
@@ -631,22 +651,10 @@ def bench(
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the rows (all when None) and the limits; returns everything the table, JSON and markdown show."""
-    if reps < 1:
-        raise ConfigError(f"--reps must be at least 1, got {reps}")
-    if steps is not None and steps < 1:
-        raise ConfigError(f"--steps must be positive, got {steps}")
-    chosen = select_rows(rows)
-    check_installed(chosen)
-    for r in chosen:
-        r.budget(quick, steps)  # budget errors before anything runs
+    chosen = _prepare(rows, reps, quick, steps)
     t0 = time.perf_counter()
     out: dict[str, Any] = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-            "load_start": os.getloadavg()[0],
-        },
+        "machine": _machine(),
         "reps": reps,
         "quick": quick,
         "rows": [],
@@ -667,6 +675,134 @@ def bench(
             out["rows"].append(run_row(r, reps, quick, steps, episodes, say))
         except PgradError as e:
             # one failed row (its child's traceback is on stderr) does not lose the others
+            say(f"  {r.name}: {e}")
+            out["rows"].append({"row": r.name, "kind": r.kind, "error": str(e)})
+    out["machine"]["load_end"] = os.getloadavg()[0]
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _prepare(rows: list[str] | None, reps: int, quick: bool, steps: int | None) -> list[Row]:
+    """The chosen rows, every argument and budget error raised before anything runs."""
+    if reps < 1:
+        raise ConfigError(f"--reps must be at least 1, got {reps}")
+    if steps is not None and steps < 1:
+        raise ConfigError(f"--steps must be positive, got {steps}")
+    chosen = select_rows(rows)
+    check_installed(chosen)
+    for r in chosen:
+        r.budget(quick, steps)
+    return chosen
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "load_start": os.getloadavg()[0],
+    }
+
+
+# ----------------------------------------------------------------------------- contention
+CONTENTION_ROWS = ["ppo-cartpole", "sac-pendulum"]
+BUSY = "while True: pass"  # one CPU-bound process: python -c BUSY
+CONDS = ("alone", "busy")
+
+
+def _spawn_busy(spec: dict[str, Any]) -> dict[str, Any]:
+    """``_spawn(spec)`` beside one CPU-bound process, started just before the child and killed right after."""
+    busy = subprocess.Popen([sys.executable, "-c", BUSY], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        return _spawn(spec)
+    finally:
+        busy.kill()
+        busy.wait()
+
+
+def contention_row(
+    row: Row,
+    reps: int,
+    quick: bool = False,
+    steps: int | None = None,
+    episodes: int = 1,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Each library at its own default threads, alone and beside a busy process, ``reps`` times (orders
+    alternating); per-run results and their summary."""
+    total, ls = row.budget(quick, steps)
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        lib: {c: [] for c in CONDS} for lib in ("pgrad", "sb3")
+    }
+    for rep in range(reps):
+        for lib in ["pgrad", "sb3"] if rep % 2 == 0 else ["sb3", "pgrad"]:
+            for cond in CONDS if rep % 2 == 0 else CONDS[::-1]:
+                spec = {
+                    "lib": lib,
+                    "row": row.name,
+                    "seed": rep,
+                    "steps": total,
+                    "ls": ls,
+                    "episodes": episodes,
+                    "threads": "default",
+                }
+                r = _spawn_busy(spec) if cond == "busy" else _spawn(spec)
+                runs[lib][cond].append(r)
+                say(
+                    f"  {row.name} rep {rep} {lib:5s} {cond:5s}: {r['sps']:9,.0f} steps/s "
+                    f"(CPU clock {r['cpu_sps']:,.0f}), torch threads {r['torch_threads']}"
+                )
+
+    def per_rep(key: str, a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, float]:
+        return _stats([x[key] / y[key] for x, y in zip(a, b)])
+
+    return {
+        "row": row.name,
+        "algo": row.algo,
+        "env": row.env,
+        "kind": row.kind,
+        "steps": total,
+        "learning_starts": ls,
+        "window_steps": runs["pgrad"]["alone"][0]["window_steps"],
+        "threads": {lib: sorted({r["torch_threads"] for c in CONDS for r in runs[lib][c]}) for lib in runs},
+        "sps": {lib: {c: _stats([r["sps"] for r in runs[lib][c]]) for c in CONDS} for lib in runs},
+        "cpu_sps": {lib: {c: _stats([r["cpu_sps"] for r in runs[lib][c]]) for c in CONDS} for lib in runs},
+        "retained": {lib: per_rep("sps", runs[lib]["busy"], runs[lib]["alone"]) for lib in runs},
+        "cpu_retained": {lib: per_rep("cpu_sps", runs[lib]["busy"], runs[lib]["alone"]) for lib in runs},
+        "ratio": {c: per_rep("sps", runs["pgrad"][c], runs["sb3"][c]) for c in CONDS},
+        "runs": runs,
+    }
+
+
+def contention(
+    rows: list[str] | None = None,
+    reps: int = 3,
+    quick: bool = False,
+    steps: int | None = None,
+    episodes: int | None = None,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Steps/s of each library at its own default torch threads, alone and beside one busy process, for the
+    rows (default ``CONTENTION_ROWS``); returns everything its table, JSON and markdown show."""
+    chosen = _prepare(rows or CONTENTION_ROWS, reps, quick, steps)
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {
+        "machine": _machine(),
+        "reps": reps,
+        "quick": quick,
+        "busy": f"python -c {BUSY!r}",
+        "rows": [],
+    }
+    out["versions"] = _versions()
+    say(
+        f"pgrad bench --contention: {len(chosen)} rows x {reps} repetitions x 2 libraries x alone/busy, "
+        f"each library at its default torch threads; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+    )
+    for r in chosen:
+        say(f"{r.name}: {r.algo} {r.env}, {r.budget(quick, steps)[0]:,} steps")
+        try:
+            out["rows"].append(contention_row(r, reps, quick, steps, episodes or 1, say))
+        except PgradError as e:
             say(f"  {r.name}: {e}")
             out["rows"].append({"row": r.name, "kind": r.kind, "error": str(e)})
     out["machine"]["load_end"] = os.getloadavg()[0]
@@ -798,12 +934,81 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+CONTENTION_COLUMNS = [
+    "row",
+    "library",
+    "torch threads",
+    "steps/s alone",
+    "steps/s busy",
+    "retained",
+    "CPU steps/s alone",
+    "CPU steps/s busy",
+    "CPU retained",
+]
+
+
+def contention_table_rows(result: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for s in result["rows"]:
+        if "error" in s:
+            rows.append([s["row"], f"failed: {s['error']}"] + ["-"] * (len(CONTENTION_COLUMNS) - 2))
+            continue
+        for lib, name in (("pgrad", "pgrad"), ("sb3", "SB3")):
+            rows.append(
+                [
+                    s["row"],
+                    name,
+                    "/".join(map(str, s["threads"][lib])),
+                    _spread(s["sps"][lib]["alone"]),
+                    _spread(s["sps"][lib]["busy"]),
+                    _spread(s["retained"][lib], 2),
+                    _spread(s["cpu_sps"][lib]["alone"]),
+                    _spread(s["cpu_sps"][lib]["busy"]),
+                    _spread(s["cpu_retained"][lib], 2),
+                ]
+            )
+    return rows
+
+
+def contention_lines(result: dict[str, Any]) -> list[str]:
+    """One reading per row: the share of wall steps/s each library keeps, and pgrad/SB3 alone and busy."""
+    lines = []
+    for s in result["rows"]:
+        if "error" in s:
+            continue
+        keep = {lib: f"{100 * s['retained'][lib]['median']:.0f}%" for lib in ("pgrad", "sb3")}
+        th = {lib: "/".join(map(str, s["threads"][lib])) for lib in ("pgrad", "sb3")}
+        lines.append(
+            f"{s['row']} ({s['window_steps']:,} steps timed): beside one busy process pgrad (threads: {th['pgrad']}) "
+            f"keeps {keep['pgrad']} of its wall steps/s, SB3 (threads: {th['sb3']}) {keep['sb3']}; "
+            f"pgrad/SB3 {s['ratio']['alone']['median']:.2f}x alone, {s['ratio']['busy']['median']:.2f}x busy"
+        )
+    return lines
+
+
+def contention_markdown(result: dict[str, Any]) -> str:
+    m, n = result["machine"], result["reps"]
+    head = (
+        f"pgrad bench --contention{' --quick' if result['quick'] else ''}, {n} repetition{'s' if n > 1 else ''}, "
+        f"{m['cpus']} CPUs ({m['processor']}), each library at its default torch threads, alone and beside one "
+        f"busy process (`{result['busy']}`), load average {m['load_start']:.1f} → "
+        f"{m.get('load_end', float('nan')):.1f}; versions: "
+        + ", ".join(f"{k} {v}" for k, v in result.get("versions", {}).items())
+    )
+    lines = [head, "", "| " + " | ".join(CONTENTION_COLUMNS) + " |", "|" + "---|" * len(CONTENTION_COLUMNS)]
+    lines += ["| " + " | ".join(r) + " |" for r in contention_table_rows(result)]
+    lines += [""] + [f"- {x}" for x in contention_lines(result)]
+    return "\n".join(lines) + "\n"
+
+
 USAGE = f"""usage: pgrad bench [--rows ROW ...] [--reps N] [--quick] [--steps N] [--episodes N] [--json FILE]
-                   [--markdown FILE]
+                   [--markdown FILE] [--contention]
 
 pgrad against Stable-Baselines3 / sb3-contrib at the same hyperparameters, each run a fresh one-thread
 process, libraries alternating. Rows (default: all): {", ".join(ROWS)}.
 
+  --contention      instead: each library at its own default torch threads, alone and beside one busy
+                    process; steps/s kept (default rows: {" ".join(CONTENTION_ROWS)}; --episodes default 1)
   --rows ROW ...    rows to run
   --reps N          repetitions per library (default 3; --quick: 1)
   --quick           tiny budgets for a smoke check (under 3 minutes)
@@ -830,18 +1035,20 @@ def main(argv: list[str]) -> int:
     p.add_argument("--episodes", type=int, default=None)
     p.add_argument("--json", default=None)
     p.add_argument("--markdown", default=None)
+    p.add_argument("--contention", action="store_true")
     a = p.parse_args(argv)
     reps = a.reps if a.reps is not None else (1 if a.quick else 3)
-    result = bench(a.rows, reps=reps, quick=a.quick, steps=a.steps, episodes=a.episodes)
+    run, md = (contention, contention_markdown) if a.contention else (bench, markdown)
+    result = run(a.rows, reps=reps, quick=a.quick, steps=a.steps, episodes=a.episodes)
     print()
-    print(markdown(result))
+    print(md(result))
     print(f"\n{result['seconds'] / 60:.1f} minutes")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(result, f, indent=2)
     if a.markdown:
         with open(a.markdown, "w") as f:
-            f.write(markdown(result))
+            f.write(md(result))
     return 0
 
 

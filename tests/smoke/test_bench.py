@@ -1,7 +1,9 @@
-"""`pgrad bench`: the row registry, its one-line errors, and one tiny real row against SB3 (no timing asserted)."""
+"""`pgrad bench`: the row registry, its one-line errors, one tiny real row against SB3 (no timing asserted), and
+`--contention` with a stand-in child (real busy processes, started and killed)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -64,3 +66,71 @@ def test_missing_sb3_is_one_line_error(monkeypatch, capsys):
         and "pip install stable-baselines3 sb3-contrib" in err
         and "\n" not in err
     )
+
+
+def _fake_child(procs, calls, fail_busy=False):
+    """A stand-in for bench._spawn: notes whether a busy process is alive, and SB3 halves beside one."""
+
+    def spawn(spec):
+        assert spec["threads"] == "default"
+        busy = bool(procs) and procs[-1].poll() is None
+        calls.append((spec["row"], spec["seed"], spec["lib"], busy))
+        if busy and fail_busy:
+            raise bench.PgradError("child failed")
+        sps = {"pgrad": 200.0, "sb3": 100.0 * (0.5 if busy else 1.0)}[spec["lib"]]
+        threads = 1 if spec["lib"] == "pgrad" else 2
+        return {"sps": sps, "cpu_sps": sps, "window_steps": 64, "torch_threads": threads, "returns": [0.0]}
+
+    return spawn
+
+
+def _recording_popen(monkeypatch):
+    procs = []
+
+    class Popen(bench.subprocess.Popen):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            if bench.BUSY in a[0]:  # not e.g. platform.processor()'s uname
+                procs.append(self)
+
+    monkeypatch.setattr(bench.subprocess, "Popen", Popen)
+    monkeypatch.setattr(bench, "check_installed", lambda rows: None)
+    return procs
+
+
+def test_contention_busy_process_and_table(monkeypatch, tmp_path):
+    procs, calls = _recording_popen(monkeypatch), []
+    monkeypatch.setattr(bench, "_spawn", _fake_child(procs, calls))
+    out, md = tmp_path / "c.json", tmp_path / "c.md"
+    assert main(["bench", "--contention", "--reps", "2", "--json", str(out), "--markdown", str(md)]) == 0
+    # default rows; each child beside a live busy process or none; orders alternate per repetition
+    assert [c[2:] for c in calls[:8]] == [
+        ("pgrad", False), ("pgrad", True), ("sb3", False), ("sb3", True),
+        ("sb3", True), ("sb3", False), ("pgrad", True), ("pgrad", False),
+    ]  # fmt: skip
+    assert {c[0] for c in calls} == {"ppo-cartpole", "sac-pendulum"} and len(calls) == 16
+    assert len(procs) == 8 and all(p.returncode is not None for p in procs)  # every busy process killed
+    res = json.loads(out.read_text())
+    (row, _) = res["rows"]
+    assert row["threads"] == {"pgrad": [1], "sb3": [2]}
+    assert row["retained"]["pgrad"]["median"] == 1.0 and row["retained"]["sb3"]["median"] == 0.5
+    assert row["ratio"]["alone"]["median"] == 2.0 and row["ratio"]["busy"]["median"] == 4.0
+    text = md.read_text()
+    assert "| ppo-cartpole | SB3 | 2 | 100 | 50 | 0.50 |" in text
+    assert "SB3 (threads: 2) 50%; pgrad/SB3 2.00x alone, 4.00x busy" in text
+
+
+def test_contention_kills_busy_process_when_child_fails(monkeypatch):
+    procs, calls = _recording_popen(monkeypatch), []
+    monkeypatch.setattr(bench, "_spawn", _fake_child(procs, calls, fail_busy=True))
+    res = bench.contention(["ppo-cartpole"], reps=1, say=lambda s: None)
+    assert "child failed" in res["rows"][0]["error"]
+    assert "| ppo-cartpole | failed: child failed |" in bench.contention_markdown(res)
+    assert len(procs) == 1 and procs[0].returncode is not None
+
+
+def test_child_env_threads(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert bench._child_env({"lib": "pgrad"})["OMP_NUM_THREADS"] == "1"  # the main bench: one thread
+    env = bench._child_env({"lib": "sb3", "threads": "default"})
+    assert "OMP_NUM_THREADS" not in env and "MKL_NUM_THREADS" not in env  # torch's own default
