@@ -9,8 +9,8 @@ For each row it times, on the process CPU clock, one-thread:
   preallocated arrays), and pgrad's own ``collect_rollout`` on its VecEnv.
 Per 100k env steps the floor is updates x update floor + vector steps x collection floor (returns, GAE and
 logging left out, so it is lower than any complete implementation): SB3's time per 100k over it bounds what
-this formulation (two networks, as SB3's, in eager PyTorch on one thread) can reach against SB3; a different
-formulation (e.g. both networks in one batched matmul per layer) is not covered. Pass SB3's measured steps/s
+this formulation (two networks, as SB3's, in eager PyTorch on one thread) can reach against SB3. The same two
+networks stacked into one batched matmul per layer (``Stacked``) are timed too: fewer, larger ops, a lower floor. Pass SB3's measured steps/s
 (from ``pgrad bench``) to get the bound printed:
 
     .venv/bin/python benchmarks/onpolicy_floor.py [--sb3-a2c STEPS_PER_S] [--sb3-ppo STEPS_PER_S]
@@ -57,8 +57,28 @@ def net(out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(4, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, out))
 
 
-def ppo_update_floor(B: int = 256) -> tuple[float, float]:
-    """(floor, pgrad) ms of one PPO update: clipped surrogate, value loss, normalised advantages, clip, Adam."""
+class Stacked:
+    """Policy and value networks as one batched matmul per layer ([2, in, out] weights; the value uses column 0
+    of the last layer's 2 outputs): the same two networks in fewer, larger ops."""
+
+    def __init__(self) -> None:
+        self.params = [torch.randn(2, i, o).mul_(0.1).requires_grad_() for i, o in ((4, 64), (64, 64), (64, 2))]
+        self.params = [t for w in self.params for t in (w, torch.zeros(2, 1, w.shape[2], requires_grad=True))]
+
+    def __call__(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        w1, b1, w2, b2, w3, b3 = self.params
+        h = torch.tanh(torch.baddbmm(b1, obs.expand(2, -1, -1), w1))
+        out = torch.baddbmm(b3, torch.tanh(torch.baddbmm(b2, h, w2)), w3)
+        return out[0].log_softmax(-1), out[1, :, 0]
+
+
+def _clip_(g: list[torch.Tensor]) -> None:
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(g)))
+    torch._foreach_mul_(g, torch.clamp(0.5 / (norm + 1e-6), max=1.0))
+
+
+def ppo_update_floor(B: int = 256) -> tuple[float, float, float]:
+    """(floor, stacked floor, pgrad) ms of one PPO update: clipped surrogate, value loss, normalised advantages, clip, Adam."""
     torch.manual_seed(0)
     obs, act = torch.randn(B, 4), torch.randint(0, 2, (B,))
     logp_old, adv, ret = torch.full((B,), -0.69), torch.randn(B), torch.randn(B)
@@ -78,22 +98,41 @@ def ppo_update_floor(B: int = 256) -> tuple[float, float]:
             p.grad = None
         loss.backward()
         g = [p.grad for p in params]
-        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(g)))
-        torch._foreach_mul_(g, torch.clamp(0.5 / (norm + 1e-6), max=1.0))
+        _clip_(g)
         with torch.no_grad():
             step.add_(1)
             torch._fused_adam_(params, g, m1, m2, [], steps, amsgrad=False, lr=3e-4, beta1=0.9, beta2=0.999,
                                weight_decay=0.0, eps=1e-5, maximize=False, grad_scale=None, found_inf=None)
 
+    st = Stacked()
+    sm1, sm2 = [torch.zeros_like(p) for p in st.params], [torch.zeros_like(p) for p in st.params]
+    sstep = torch.zeros(1)
+
+    def stacked() -> None:
+        logits, val = st(obs)
+        ratio = (logits.gather(1, act[:, None]).squeeze(1) - logp_old).exp()
+        a = (adv - adv.mean()) / (adv.std() + 1e-8)
+        loss = -torch.min(ratio * a, ratio.clamp(0.8, 1.2) * a).mean() + 0.5 * (val - ret).pow(2).mean()
+        for p in st.params:
+            p.grad = None
+        loss.backward()
+        g = [p.grad for p in st.params]
+        _clip_(g)
+        with torch.no_grad():
+            sstep.add_(1)
+            torch._fused_adam_(st.params, g, sm1, sm2, [], [sstep[0]] * 6, amsgrad=False, lr=3e-4, beta1=0.9,
+                               beta2=0.999, weight_decay=0.0, eps=1e-5, maximize=False, grad_scale=None,
+                               found_inf=None)
+
     make, env_id = env_factory("CartPole-v1")
     cfg = ppo.Config()
     nets, popt = ppo.build(cfg, describe(make(), env_id))
     batch = {"obs": obs, "actions": act, "logp": logp_old, "adv": adv, "ret": ret, "v": torch.randn(B)}
-    return best_ms(floor), best_ms(lambda: ppo.update(nets, popt, batch, 0.2, cfg))
+    return best_ms(floor), best_ms(stacked), best_ms(lambda: ppo.update(nets, popt, batch, 0.2, cfg))
 
 
-def a2c_update_floor(B: int = 40) -> tuple[float, float]:
-    """(floor, pgrad) ms of one A2C update: policy gradient with A = R - V, value loss, clip, RMSprop."""
+def a2c_update_floor(B: int = 40) -> tuple[float, float, float]:
+    """(floor, stacked floor, pgrad) ms of one A2C update: policy gradient with A = R - V, value loss, clip, RMSprop."""
     torch.manual_seed(0)
     obs, act, ret = torch.randn(B, 4), torch.randint(0, 2, (B,)), torch.randn(B)
     pi, v = net(2), net(1)
@@ -108,8 +147,7 @@ def a2c_update_floor(B: int = 40) -> tuple[float, float]:
             p.grad = None
         loss.backward()
         g = [p.grad for p in params]
-        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(g)))
-        torch._foreach_mul_(g, torch.clamp(0.5 / (norm + 1e-6), max=1.0))
+        _clip_(g)
         with torch.no_grad():
             torch._foreach_mul_(sq, 0.99)
             torch._foreach_addcmul_(sq, g, g, value=0.01)
@@ -117,11 +155,30 @@ def a2c_update_floor(B: int = 40) -> tuple[float, float]:
             torch._foreach_add_(avg, 1e-5)
             torch._foreach_addcdiv_(params, g, avg, value=-7e-4)
 
+    st = Stacked()
+    ssq = [torch.zeros_like(p) for p in st.params]
+
+    def stacked() -> None:
+        logits, val = st(obs)
+        logp = logits.gather(1, act[:, None]).squeeze(1)
+        loss = -(logp * (ret - val.detach())).mean() + 0.5 * (ret - val).pow(2).mean()
+        for p in st.params:
+            p.grad = None
+        loss.backward()
+        g = [p.grad for p in st.params]
+        _clip_(g)
+        with torch.no_grad():
+            torch._foreach_mul_(ssq, 0.99)
+            torch._foreach_addcmul_(ssq, g, g, value=0.01)
+            avg = torch._foreach_sqrt(ssq)
+            torch._foreach_add_(avg, 1e-5)
+            torch._foreach_addcdiv_(st.params, g, avg, value=-7e-4)
+
     make, env_id = env_factory("CartPole-v1")
     cfg = a2c.Config(norm_adv=False, ent_coef=0.0)
     nets, opt = a2c.build(cfg, describe(make(), env_id))
     batch = {"obs": obs, "actions": act, "ret": ret}
-    return best_ms(floor), best_ms(lambda: a2c.update(nets, opt, batch, cfg))
+    return best_ms(floor), best_ms(stacked), best_ms(lambda: a2c.update(nets, opt, batch, cfg))
 
 
 def collect_floor(T: int = 5, reps: int = 400) -> tuple[float, float]:
@@ -185,14 +242,16 @@ def main() -> None:
     ]
     print(f"collection, per vector step of {N} CartPole-v1 envs: floor {coll * 1e3:.0f} us, pgrad "
           f"{coll_ours * 1e3:.0f} us")
-    for name, n_upd, (low, ours), sb3 in rows:
+    for name, n_upd, (low, low_st, ours), sb3 in rows:
         floor_s = (n_upd * low + vec_steps * coll) / 1e3
+        floor_st = (n_upd * low_st + vec_steps * coll) / 1e3
         ours_s = (n_upd * ours + vec_steps * coll_ours) / 1e3
-        line = (f"{name}: update floor {low:.3f} ms, pgrad {ours:.3f} ms ({ours / low:.2f}x); per 100k steps "
-                f"({n_upd:,.0f} updates, {vec_steps:,.0f} vector steps) floor {floor_s:.1f} s, pgrad's update and "
-                f"collection {ours_s:.1f} s")
+        line = (f"{name}: update floor {low:.3f} ms (stacked networks {low_st:.3f} ms), pgrad {ours:.3f} ms "
+                f"({ours / low:.2f}x); per 100k steps ({n_upd:,.0f} updates, {vec_steps:,.0f} vector steps) floor "
+                f"{floor_s:.1f} s (stacked {floor_st:.1f} s), pgrad's update and collection {ours_s:.1f} s")
         if sb3:
-            line += f"; SB3 {STEPS / sb3:.1f} s -> at the floor pgrad/SB3 would be {STEPS / sb3 / floor_s:.2f}x"
+            line += (f"; SB3 {STEPS / sb3:.1f} s -> at the floor pgrad/SB3 would be {STEPS / sb3 / floor_s:.2f}x "
+                     f"(stacked {STEPS / sb3 / floor_st:.2f}x)")
         print(line)
 
 
