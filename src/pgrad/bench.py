@@ -1,6 +1,6 @@
 """``pgrad bench``: pgrad against Stable-Baselines3 / sb3-contrib, side by side, at the same hyperparameters.
 
-    pgrad bench                                   # every row, 3 repetitions (about 25 minutes on 2 cores)
+    pgrad bench                                   # every row, 3 repetitions (16-25 minutes on 2 cores)
     pgrad bench --rows ppo-cartpole sac-pendulum --reps 5 --json bench.json --markdown bench.md
     pgrad bench --quick                           # a smoke check: tiny budgets, 1 repetition (< 3 minutes)
     pgrad bench --contention                      # steps/s kept beside one busy process (see below)
