@@ -30,16 +30,13 @@ def _has_step_hooks(opt: torch.optim.Optimizer) -> bool:
                 or _torch_optimizer._global_optimizer_pre_hooks or _torch_optimizer._global_optimizer_post_hooks)
 
 
-def _zero_grad(opt: torch.optim.Optimizer, set_to_none: bool) -> None:
-    if not set_to_none:
-        return torch.optim.Optimizer.zero_grad(opt, set_to_none=False)
-    for g in opt.param_groups:
-        for p in g["params"]:
-            p.grad = None
+class _Lean:
+    """What the lean optimisers share: the dispatch between the lean step and torch's, the cache of state lists
+    with every parameter's ``step`` counter a view of one buffer, and a plain ``zero_grad``. Subclasses (first
+    base: this, second: the torch.optim class) give ``_group_ok``, ``_init_state``, ``_state_keys`` and
+    ``_update(group, params, *state lists)``."""
 
-
-class Adam(torch.optim.Adam):
-    """torch.optim.Adam whose fused CPU step skips torch's per-call grouping (same kernel, same results)."""
+    _state_keys: tuple[str, ...] = ()
 
     def __init__(self, params: Any, **kwargs: Any):
         self._cache: tuple[Any, ...] | None = None
@@ -47,9 +44,8 @@ class Adam(torch.optim.Adam):
 
     def _lean_ok(self) -> bool:
         for g in self.param_groups:
-            if not g["fused"] or g["amsgrad"] or g["capturable"] or g["differentiable"] or g["maximize"] \
-                    or g.get("decoupled_weight_decay", False) or isinstance(g["lr"], torch.Tensor) \
-                    or any(isinstance(b, torch.Tensor) for b in g["betas"]):
+            if g["capturable"] or g["differentiable"] or g["maximize"] or isinstance(g["lr"], torch.Tensor) \
+                    or not self._group_ok(g):
                 return False
             for p in g["params"]:
                 if p.grad is None or p.device.type != "cpu" or p.grad.is_sparse or p.is_complex():
@@ -58,29 +54,26 @@ class Adam(torch.optim.Adam):
 
     def _build_cache(self) -> tuple[Any, ...]:
         """Initialise missing state as torch does, then make every ``step`` a view of one counter buffer."""
+        state = self.state
         params = [p for g in self.param_groups for p in g["params"]]
         for p in params:
-            st = self.state[p]
-            if len(st) == 0:
-                st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                st["step"] = torch.zeros((), dtype=torch.float32)
-        steps = torch.stack([self.state[p]["step"].detach().to(torch.float32) for p in params])
+            if len(state[p]) == 0:
+                self._init_state(state[p], p)
+        steps = torch.stack([state[p]["step"].detach().to(torch.float32) for p in params])
         for i, p in enumerate(params):
-            self.state[p]["step"] = steps[i]
-        groups = [(g, list(g["params"]), [self.state[p]["exp_avg"] for p in g["params"]],
-                   [self.state[p]["exp_avg_sq"] for p in g["params"]], [self.state[p]["step"] for p in g["params"]])
+            state[p]["step"] = steps[i]
+        groups = [(g, list(g["params"]), *([state[p][k] for p in g["params"]] for k in self._state_keys))
                   for g in self.param_groups]
-        return (self.state, steps, params, groups)
+        return (state, steps, params, groups)
 
-    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Any = None) -> Any:
         if closure is not None or not self._lean_ok():
             return super().step(closure)
         if _has_step_hooks(self):
             return torch.optim.Optimizer.profile_hook_step(type(self)._lean_step)(self)
         return self._lean_step()
 
-    step.hooked = True  # type: ignore[attr-defined]  # torch wraps step() of each class unless marked; hooks above
+    step.hooked = True  # torch wraps step() of each class unless marked; hooks above
 
     @torch.no_grad()
     def _lean_step(self) -> None:
@@ -88,15 +81,15 @@ class Adam(torch.optim.Adam):
         if c is None or c[0] is not self.state or self.state[c[2][0]]["step"]._base is not c[1]:
             c = self._cache = self._build_cache()
         c[1].add_(1)
-        for g, params, exp_avgs, exp_avg_sqs, steps in c[3]:
-            beta1, beta2 = g["betas"]
-            torch._fused_adam_(params, [p.grad for p in params], exp_avgs, exp_avg_sqs, [], steps,
-                               amsgrad=False, lr=g["lr"], beta1=beta1, beta2=beta2,
-                               weight_decay=g["weight_decay"], eps=g["eps"], maximize=False,
-                               grad_scale=None, found_inf=None)
+        for group in c[3]:
+            self._update(*group)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        _zero_grad(self, set_to_none)
+        if not set_to_none:
+            return super().zero_grad(set_to_none=False)
+        for g in self.param_groups:
+            for p in g["params"]:
+                p.grad = None
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -107,70 +100,53 @@ class Adam(torch.optim.Adam):
         self._cache = None
 
 
-class RMSprop(torch.optim.RMSprop):
+class Adam(_Lean, torch.optim.Adam):
+    """torch.optim.Adam whose fused CPU step skips torch's per-call grouping (same kernel, same results)."""
+
+    _state_keys = ("exp_avg", "exp_avg_sq", "step")
+
+    @staticmethod
+    def _group_ok(g: dict[str, Any]) -> bool:
+        return g["fused"] and not g["amsgrad"] and not g.get("decoupled_weight_decay", False) \
+            and not any(isinstance(b, torch.Tensor) for b in g["betas"])
+
+    @staticmethod
+    def _init_state(st: dict[str, Any], p: torch.Tensor) -> None:
+        st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        st["step"] = torch.zeros((), dtype=torch.float32)
+
+    @staticmethod
+    def _update(g: dict[str, Any], params: list[torch.Tensor], exp_avgs: list[torch.Tensor],
+                exp_avg_sqs: list[torch.Tensor], steps: list[torch.Tensor]) -> None:
+        beta1, beta2 = g["betas"]
+        torch._fused_adam_(params, [p.grad for p in params], exp_avgs, exp_avg_sqs, [], steps,
+                           amsgrad=False, lr=g["lr"], beta1=beta1, beta2=beta2, weight_decay=g["weight_decay"],
+                           eps=g["eps"], maximize=False, grad_scale=None, found_inf=None)
+
+
+class RMSprop(_Lean, torch.optim.RMSprop):
     """torch.optim.RMSprop whose plain step (no momentum, not centred) runs as a few foreach calls."""
 
-    def __init__(self, params: Any, **kwargs: Any):
-        self._cache: tuple[Any, ...] | None = None
-        super().__init__(params, **kwargs)
+    _state_keys = ("square_avg",)
 
-    def _lean_ok(self) -> bool:
-        for g in self.param_groups:
-            if g["momentum"] != 0 or g["centered"] or g["capturable"] or g["differentiable"] or g["maximize"] \
-                    or isinstance(g["lr"], torch.Tensor):
-                return False
-            for p in g["params"]:
-                if p.grad is None or p.device.type != "cpu" or p.grad.is_sparse or p.is_complex():
-                    return False
-        return True
+    @staticmethod
+    def _group_ok(g: dict[str, Any]) -> bool:
+        return g["momentum"] == 0 and not g["centered"]
 
-    def _build_cache(self) -> tuple[Any, ...]:
-        params = [p for g in self.param_groups for p in g["params"]]
-        for p in params:
-            st = self.state[p]
-            if len(st) == 0:
-                st["step"] = torch.tensor(0.0, dtype=torch.float32)
-                st["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        steps = torch.stack([self.state[p]["step"].detach().to(torch.float32) for p in params])
-        for i, p in enumerate(params):
-            self.state[p]["step"] = steps[i]
-        groups = [(g, list(g["params"]), [self.state[p]["square_avg"] for p in g["params"]])
-                  for g in self.param_groups]
-        return (self.state, steps, params, groups)
+    @staticmethod
+    def _init_state(st: dict[str, Any], p: torch.Tensor) -> None:
+        st["step"] = torch.tensor(0.0, dtype=torch.float32)
+        st["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
-        if closure is not None or not self._lean_ok():
-            return super().step(closure)
-        if _has_step_hooks(self):
-            return torch.optim.Optimizer.profile_hook_step(type(self)._lean_step)(self)
-        return self._lean_step()
-
-    step.hooked = True  # type: ignore[attr-defined]  # torch wraps step() of each class unless marked; hooks above
-
-    @torch.no_grad()
-    def _lean_step(self) -> None:
-        c = self._cache
-        if c is None or c[0] is not self.state or self.state[c[2][0]]["step"]._base is not c[1]:
-            c = self._cache = self._build_cache()
-        c[1].add_(1)
-        for g, params, square_avgs in c[3]:
-            grads = [p.grad for p in params]
-            if g["weight_decay"] != 0:
-                grads = torch._foreach_add(grads, params, alpha=g["weight_decay"])
-            alpha = g["alpha"]
-            torch._foreach_mul_(square_avgs, alpha)
-            torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - alpha)
-            avg = torch._foreach_sqrt(square_avgs)
-            torch._foreach_add_(avg, g["eps"])
-            torch._foreach_addcdiv_(params, grads, avg, value=-g["lr"])
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        _zero_grad(self, set_to_none)
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
-        self._cache = None
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
-        self._cache = None
+    @staticmethod
+    def _update(g: dict[str, Any], params: list[torch.Tensor], square_avgs: list[torch.Tensor]) -> None:
+        grads = [p.grad for p in params]
+        if g["weight_decay"] != 0:
+            grads = torch._foreach_add(grads, params, alpha=g["weight_decay"])
+        alpha = g["alpha"]
+        torch._foreach_mul_(square_avgs, alpha)
+        torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - alpha)
+        avg = torch._foreach_sqrt(square_avgs)
+        torch._foreach_add_(avg, g["eps"])
+        torch._foreach_addcdiv_(params, grads, avg, value=-g["lr"])
