@@ -69,116 +69,98 @@ class Stacked:
         w1, b1, w2, b2, w3, b3 = self.params
         h = torch.tanh(torch.baddbmm(b1, obs.expand(2, -1, -1), w1))
         out = torch.baddbmm(b3, torch.tanh(torch.baddbmm(b2, h, w2)), w3)
-        return out[0].log_softmax(-1), out[1, :, 0]
+        return out[0], out[1, :, 0]
 
 
-def _clip_(g: list[torch.Tensor]) -> None:
+def _backward_clip(loss: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Gradients of ``loss``, clipped to global norm 0.5 in place."""
+    for p in params:
+        p.grad = None
+    loss.backward()
+    g = [p.grad for p in params]
     norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(g)))
     torch._foreach_mul_(g, torch.clamp(0.5 / (norm + 1e-6), max=1.0))
+    return g
+
+
+class AdamStep:
+    """Adam (lr 3e-4, eps 1e-5) as one fused kernel call with one step counter."""
+
+    def __init__(self, params: list[torch.Tensor]):
+        self.params, self.step = params, torch.zeros(1)
+        self.m1, self.m2 = [torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params]
+
+    def __call__(self, loss: torch.Tensor) -> None:
+        g = _backward_clip(loss, self.params)
+        with torch.no_grad():
+            self.step.add_(1)
+            torch._fused_adam_(self.params, g, self.m1, self.m2, [], [self.step[0]] * len(g), amsgrad=False,
+                               lr=3e-4, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-5, maximize=False,
+                               grad_scale=None, found_inf=None)
+
+
+class RMSpropStep:
+    """RMSprop (lr 7e-4, alpha 0.99, eps 1e-5) as five foreach calls."""
+
+    def __init__(self, params: list[torch.Tensor]):
+        self.params, self.sq = params, [torch.zeros_like(p) for p in params]
+
+    def __call__(self, loss: torch.Tensor) -> None:
+        g = _backward_clip(loss, self.params)
+        with torch.no_grad():
+            torch._foreach_mul_(self.sq, 0.99)
+            torch._foreach_addcmul_(self.sq, g, g, value=0.01)
+            avg = torch._foreach_sqrt(self.sq)
+            torch._foreach_add_(avg, 1e-5)
+            torch._foreach_addcdiv_(self.params, g, avg, value=-7e-4)
 
 
 def ppo_update_floor(B: int = 256) -> tuple[float, float, float]:
-    """(floor, stacked floor, pgrad) ms of one PPO update: clipped surrogate, value loss, normalised advantages, clip, Adam."""
+    """(floor, stacked floor, pgrad) ms of one PPO update: clipped surrogate, value loss, normalised advantages,
+    clip, Adam."""
     torch.manual_seed(0)
     obs, act = torch.randn(B, 4), torch.randint(0, 2, (B,))
     logp_old, adv, ret = torch.full((B,), -0.69), torch.randn(B), torch.randn(B)
+
+    def loss(logits: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
+        ratio = (logits.log_softmax(-1).gather(1, act[:, None]).squeeze(1) - logp_old).exp()
+        a = (adv - adv.mean()) / (adv.std() + 1e-8)
+        return -torch.min(ratio * a, ratio.clamp(0.8, 1.2) * a).mean() + 0.5 * (val - ret).pow(2).mean()
+
     pi, v = net(2), net(1)
-    params = list(pi.parameters()) + list(v.parameters())
-    m1, m2 = [torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params]
-    step = torch.zeros(1)
-    steps = [step[0]] * len(params)
-
-    def floor() -> None:
-        logp = pi(obs).log_softmax(-1).gather(1, act[:, None]).squeeze(1)
-        ratio = (logp - logp_old).exp()
-        a = (adv - adv.mean()) / (adv.std() + 1e-8)
-        surr = torch.min(ratio * a, ratio.clamp(0.8, 1.2) * a).mean()
-        loss = -surr + 0.5 * (v(obs).squeeze(1) - ret).pow(2).mean()
-        for p in params:
-            p.grad = None
-        loss.backward()
-        g = [p.grad for p in params]
-        _clip_(g)
-        with torch.no_grad():
-            step.add_(1)
-            torch._fused_adam_(params, g, m1, m2, [], steps, amsgrad=False, lr=3e-4, beta1=0.9, beta2=0.999,
-                               weight_decay=0.0, eps=1e-5, maximize=False, grad_scale=None, found_inf=None)
-
+    opt = AdamStep(list(pi.parameters()) + list(v.parameters()))
     st = Stacked()
-    sm1, sm2 = [torch.zeros_like(p) for p in st.params], [torch.zeros_like(p) for p in st.params]
-    sstep = torch.zeros(1)
-
-    def stacked() -> None:
-        logits, val = st(obs)
-        ratio = (logits.gather(1, act[:, None]).squeeze(1) - logp_old).exp()
-        a = (adv - adv.mean()) / (adv.std() + 1e-8)
-        loss = -torch.min(ratio * a, ratio.clamp(0.8, 1.2) * a).mean() + 0.5 * (val - ret).pow(2).mean()
-        for p in st.params:
-            p.grad = None
-        loss.backward()
-        g = [p.grad for p in st.params]
-        _clip_(g)
-        with torch.no_grad():
-            sstep.add_(1)
-            torch._fused_adam_(st.params, g, sm1, sm2, [], [sstep[0]] * 6, amsgrad=False, lr=3e-4, beta1=0.9,
-                               beta2=0.999, weight_decay=0.0, eps=1e-5, maximize=False, grad_scale=None,
-                               found_inf=None)
+    st_opt = AdamStep(st.params)
 
     make, env_id = env_factory("CartPole-v1")
     cfg = ppo.Config()
     nets, popt = ppo.build(cfg, describe(make(), env_id))
     batch = {"obs": obs, "actions": act, "logp": logp_old, "adv": adv, "ret": ret, "v": torch.randn(B)}
-    return best_ms(floor), best_ms(stacked), best_ms(lambda: ppo.update(nets, popt, batch, 0.2, cfg))
+    return (best_ms(lambda: opt(loss(pi(obs), v(obs).squeeze(1)))), best_ms(lambda: st_opt(loss(*st(obs)))),
+            best_ms(lambda: ppo.update(nets, popt, batch, 0.2, cfg)))
 
 
 def a2c_update_floor(B: int = 40) -> tuple[float, float, float]:
-    """(floor, stacked floor, pgrad) ms of one A2C update: policy gradient with A = R - V, value loss, clip, RMSprop."""
+    """(floor, stacked floor, pgrad) ms of one A2C update: policy gradient with A = R - V, value loss, clip,
+    RMSprop."""
     torch.manual_seed(0)
     obs, act, ret = torch.randn(B, 4), torch.randint(0, 2, (B,)), torch.randn(B)
+
+    def loss(logits: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
+        logp = logits.log_softmax(-1).gather(1, act[:, None]).squeeze(1)
+        return -(logp * (ret - val.detach())).mean() + 0.5 * (ret - val).pow(2).mean()
+
     pi, v = net(2), net(1)
-    params = list(pi.parameters()) + list(v.parameters())
-    sq = [torch.zeros_like(p) for p in params]
-
-    def floor() -> None:
-        logp = pi(obs).log_softmax(-1).gather(1, act[:, None]).squeeze(1)
-        val = v(obs).squeeze(1)
-        loss = -(logp * (ret - val.detach())).mean() + 0.5 * (ret - val).pow(2).mean()
-        for p in params:
-            p.grad = None
-        loss.backward()
-        g = [p.grad for p in params]
-        _clip_(g)
-        with torch.no_grad():
-            torch._foreach_mul_(sq, 0.99)
-            torch._foreach_addcmul_(sq, g, g, value=0.01)
-            avg = torch._foreach_sqrt(sq)
-            torch._foreach_add_(avg, 1e-5)
-            torch._foreach_addcdiv_(params, g, avg, value=-7e-4)
-
+    opt = RMSpropStep(list(pi.parameters()) + list(v.parameters()))
     st = Stacked()
-    ssq = [torch.zeros_like(p) for p in st.params]
-
-    def stacked() -> None:
-        logits, val = st(obs)
-        logp = logits.gather(1, act[:, None]).squeeze(1)
-        loss = -(logp * (ret - val.detach())).mean() + 0.5 * (ret - val).pow(2).mean()
-        for p in st.params:
-            p.grad = None
-        loss.backward()
-        g = [p.grad for p in st.params]
-        _clip_(g)
-        with torch.no_grad():
-            torch._foreach_mul_(ssq, 0.99)
-            torch._foreach_addcmul_(ssq, g, g, value=0.01)
-            avg = torch._foreach_sqrt(ssq)
-            torch._foreach_add_(avg, 1e-5)
-            torch._foreach_addcdiv_(st.params, g, avg, value=-7e-4)
+    st_opt = RMSpropStep(st.params)
 
     make, env_id = env_factory("CartPole-v1")
     cfg = a2c.Config(norm_adv=False, ent_coef=0.0)
-    nets, opt = a2c.build(cfg, describe(make(), env_id))
+    nets, aopt = a2c.build(cfg, describe(make(), env_id))
     batch = {"obs": obs, "actions": act, "ret": ret}
-    return best_ms(floor), best_ms(stacked), best_ms(lambda: a2c.update(nets, opt, batch, cfg))
+    return (best_ms(lambda: opt(loss(pi(obs), v(obs).squeeze(1)))), best_ms(lambda: st_opt(loss(*st(obs)))),
+            best_ms(lambda: a2c.update(nets, aopt, batch, cfg)))
 
 
 def collect_floor(T: int = 5, reps: int = 400) -> tuple[float, float]:

@@ -920,17 +920,35 @@ def limits_lines(result: dict[str, Any]) -> list[str]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    m = result["machine"]
+    return _markdown(
+        result,
+        "pgrad bench",
+        "one torch thread per process",
+        COLUMNS,
+        table_rows(result),
+        limits_lines(result),
+    )
+
+
+def _markdown(
+    result: dict[str, Any],
+    command: str,
+    setting: str,
+    columns: list[str],
+    rows: list[list[str]],
+    notes: list[str],
+) -> str:
+    """A heading line (command, repetitions, machine, load, versions), the table, then the notes as a list."""
+    m, n = result["machine"], result["reps"]
     head = (
-        f"pgrad bench{' --quick' if result['quick'] else ''}, {result['reps']} repetition{'s' if result['reps'] > 1 else ''}, "
-        f"{m['cpus']} CPUs "
-        f"({m['processor']}), one torch thread per process, load average {m['load_start']:.1f} → "
+        f"{command}{' --quick' if result['quick'] else ''}, {n} repetition{'s' if n > 1 else ''}, "
+        f"{m['cpus']} CPUs ({m['processor']}), {setting}, load average {m['load_start']:.1f} → "
         f"{m.get('load_end', float('nan')):.1f}; versions: "
         + ", ".join(f"{k} {v}" for k, v in result.get("versions", {}).items())
     )
-    lines = [head, "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(r) + " |" for r in table_rows(result)]
-    lines += [""] + [f"- {x}" for x in limits_lines(result)]
+    lines = [head, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += [""] + [f"- {x}" for x in notes]
     return "\n".join(lines) + "\n"
 
 
@@ -987,18 +1005,17 @@ def contention_lines(result: dict[str, Any]) -> list[str]:
 
 
 def contention_markdown(result: dict[str, Any]) -> str:
-    m, n = result["machine"], result["reps"]
-    head = (
-        f"pgrad bench --contention{' --quick' if result['quick'] else ''}, {n} repetition{'s' if n > 1 else ''}, "
-        f"{m['cpus']} CPUs ({m['processor']}), each library at its default torch threads, alone and beside one "
-        f"busy process (`{result['busy']}`), load average {m['load_start']:.1f} → "
-        f"{m.get('load_end', float('nan')):.1f}; versions: "
-        + ", ".join(f"{k} {v}" for k, v in result.get("versions", {}).items())
+    setting = (
+        f"each library at its default torch threads, alone and beside one busy process (`{result['busy']}`)"
     )
-    lines = [head, "", "| " + " | ".join(CONTENTION_COLUMNS) + " |", "|" + "---|" * len(CONTENTION_COLUMNS)]
-    lines += ["| " + " | ".join(r) + " |" for r in contention_table_rows(result)]
-    lines += [""] + [f"- {x}" for x in contention_lines(result)]
-    return "\n".join(lines) + "\n"
+    return _markdown(
+        result,
+        "pgrad bench --contention",
+        setting,
+        CONTENTION_COLUMNS,
+        contention_table_rows(result),
+        contention_lines(result),
+    )
 
 
 USAGE = f"""usage: pgrad bench [--rows ROW ...] [--reps N] [--quick] [--steps N] [--episodes N] [--json FILE]

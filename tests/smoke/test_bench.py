@@ -134,3 +134,18 @@ def test_child_env_threads(monkeypatch):
     assert bench._child_env({"lib": "pgrad"})["OMP_NUM_THREADS"] == "1"  # the main bench: one thread
     env = bench._child_env({"lib": "sb3", "threads": "default"})
     assert "OMP_NUM_THREADS" not in env and "MKL_NUM_THREADS" not in env  # torch's own default
+
+
+def test_matmul_recorder_and_floor():
+    """The off-policy limit's inputs: every matmul of a forward and backward is recorded with its shapes (forward
+    addmm per layer; backward dW per layer and dX except for the input), and replaying them takes CPU time."""
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    rec = bench._matmul_recorder()
+    with rec:
+        net(torch.randn(16, 4)).sum().backward()
+    names = [str(f) for f, _, _ in rec.calls]
+    assert names == ["aten.addmm.default"] * 2 + ["aten.mm.default"] * 3
+    assert rec.calls[0][1][1][0] == (16, 4)  # the input's shape, kept with its strides and dtype
+    assert 0 < bench.matmul_floor_ms(rec.calls, updates=1, reps=3) < 1_000
