@@ -19,6 +19,7 @@ networks stacked into one batched matmul per layer (``Stacked``) are timed too: 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 
@@ -30,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pgrad.algos import a2c, ppo
+from pgrad.algos import a2c, ppo, trpo
 from pgrad.core.nets import policy_function
 from pgrad.data.collect import collect_rollout
 from pgrad.data.rollout import Rollout
@@ -53,16 +54,17 @@ def best_ms(f, n: int = 300, rounds: int = 5) -> float:
     return best
 
 
-def net(out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(4, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, out))
+def net(out: int, obs_dim: int = 4) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(obs_dim, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, out))
 
 
 class Stacked:
     """Policy and value networks as one batched matmul per layer ([2, in, out] weights; the value uses column 0
-    of the last layer's 2 outputs): the same two networks in fewer, larger ops."""
+    of the last layer's outputs): the same two networks in fewer, larger ops."""
 
-    def __init__(self) -> None:
-        self.params = [torch.randn(2, i, o).mul_(0.1).requires_grad_() for i, o in ((4, 64), (64, 64), (64, 2))]
+    def __init__(self, obs_dim: int = 4, out: int = 2) -> None:
+        shapes = ((obs_dim, 64), (64, 64), (64, out))
+        self.params = [torch.randn(2, i, o).mul_(0.1).requires_grad_() for i, o in shapes]
         self.params = [t for w in self.params for t in (w, torch.zeros(2, 1, w.shape[2], requires_grad=True))]
 
     def __call__(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,26 +117,36 @@ class RMSpropStep:
             torch._foreach_addcdiv_(self.params, g, avg, value=-7e-4)
 
 
-def ppo_update_floor(B: int = 256) -> tuple[float, float, float]:
+def ppo_update_floor(B: int = 256, env_id: str = "CartPole-v1") -> tuple[float, float, float]:
     """(floor, stacked floor, pgrad) ms of one PPO update: clipped surrogate, value loss, normalised advantages,
-    clip, Adam."""
+    clip, Adam. CartPole: categorical policy; Pendulum: Gaussian with a state-independent log σ."""
     torch.manual_seed(0)
-    obs, act = torch.randn(B, 4), torch.randint(0, 2, (B,))
-    logp_old, adv, ret = torch.full((B,), -0.69), torch.randn(B), torch.randn(B)
+    make, env_id = env_factory(env_id)
+    spec = describe(make(), env_id)
+    D, discrete = spec.obs_dim, spec.action_kind == "discrete"
+    obs = torch.randn(B, D)
+    act = torch.randint(0, 2, (B,)) if discrete else torch.randn(B, 1)
+    logp_old, adv, ret = torch.full((B,), -0.69 if discrete else -1.0), torch.randn(B), torch.randn(B)
+    log_std = torch.zeros(1, requires_grad=True)
+    half_log_2pi = 0.5 * math.log(2 * math.pi)
 
-    def loss(logits: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
-        ratio = (logits.log_softmax(-1).gather(1, act[:, None]).squeeze(1) - logp_old).exp()
+    def loss(out: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
+        if discrete:
+            logp = out.log_softmax(-1).gather(1, act[:, None]).squeeze(1)
+        else:
+            logp = (-0.5 * ((act - out) / log_std.exp()).pow(2) - log_std - half_log_2pi).sum(-1)
+        ratio = (logp - logp_old).exp()
         a = (adv - adv.mean()) / (adv.std() + 1e-8)
         return -torch.min(ratio * a, ratio.clamp(0.8, 1.2) * a).mean() + 0.5 * (val - ret).pow(2).mean()
 
-    pi, v = net(2), net(1)
-    opt = AdamStep(list(pi.parameters()) + list(v.parameters()))
-    st = Stacked()
-    st_opt = AdamStep(st.params)
-
-    make, env_id = env_factory("CartPole-v1")
+    n_out = 2 if discrete else 1
+    pi, v = net(n_out, D), net(1, D)
+    extra = [] if discrete else [log_std]
+    opt = AdamStep(list(pi.parameters()) + list(v.parameters()) + extra)
+    st = Stacked(D, n_out)
+    st_opt = AdamStep(st.params + extra)
     cfg = ppo.Config()
-    nets, popt = ppo.build(cfg, describe(make(), env_id))
+    nets, popt = ppo.build(cfg, spec)
     batch = {"obs": obs, "actions": act, "logp": logp_old, "adv": adv, "ret": ret, "v": torch.randn(B)}
     return (best_ms(lambda: opt(loss(pi(obs), v(obs).squeeze(1)))), best_ms(lambda: st_opt(loss(*st(obs)))),
             best_ms(lambda: ppo.update(nets, popt, batch, 0.2, cfg)))
@@ -163,28 +175,41 @@ def a2c_update_floor(B: int = 40) -> tuple[float, float, float]:
             best_ms(lambda: a2c.update(nets, aopt, batch, cfg)))
 
 
-def collect_floor(T: int = 5, reps: int = 400) -> tuple[float, float]:
-    """(floor, pgrad) ms per vector step of 8 CartPole envs: act, step, store; T steps per rollout."""
+def collect_floor(env_id: str = "CartPole-v1", n: int = N, T: int = 5, reps: int = 400) -> tuple[float, float]:
+    """(floor, pgrad) ms per vector step of ``n`` envs: act, step, store; T steps per rollout. CartPole acts by
+    a Gumbel-max categorical sample, Pendulum by a Gaussian sample clipped to the action bounds."""
     torch.manual_seed(0)
-    pi = net(2)
+    make, env_id = env_factory(env_id)
+    spec = describe(make(), env_id)
+    D, discrete = spec.obs_dim, spec.action_kind == "discrete"
+    pi = net(2 if discrete else 1, D)
     layers = [(m.weight, m.bias) for m in pi if isinstance(m, nn.Linear)]
-    envs = [gym.make("CartPole-v1") for _ in range(N)]
+    log_std = torch.zeros(1)
+    envs = [gym.make(env_id) for _ in range(n)]
     obs = np.stack([e.reset(seed=i)[0] for i, e in enumerate(envs)]).astype(np.float32)
-    O, A, LP = torch.zeros(T, N, 4), torch.zeros(T, N, dtype=torch.long), torch.zeros(T, N)
-    R, TE, TR, NO = np.zeros((T, N), np.float32), np.zeros((T, N), bool), np.zeros((T, N), bool), \
-        np.zeros((T, N, 4), np.float32)
+    O, LP = torch.zeros(T, n, D), torch.zeros(T, n)
+    A = torch.zeros(T, n, dtype=torch.long) if discrete else torch.zeros(T, n, 1)
+    R, TE, TR, NO = np.zeros((T, n), np.float32), np.zeros((T, n), bool), np.zeros((T, n), bool), \
+        np.zeros((T, n, D), np.float32)
+    half_log_2pi = 0.5 * math.log(2 * math.pi)
 
     @torch.no_grad()
     def floor() -> None:
         for t in range(T):
             x = torch.from_numpy(obs)
             O[t] = x
-            h = torch.tanh(F.linear(torch.tanh(F.linear(x, *layers[0])), *layers[1]))
-            logits = torch.log_softmax(F.linear(h, *layers[2]), -1)
-            a = (logits - torch.rand_like(logits).clamp_(1e-20, 1.0).log_().neg_().log_()).argmax(-1)
+            out = F.linear(torch.tanh(F.linear(torch.tanh(F.linear(x, *layers[0])), *layers[1])), *layers[2])
+            if discrete:
+                logits = torch.log_softmax(out, -1)
+                a = (logits - torch.rand_like(logits).clamp_(1e-20, 1.0).log_().neg_().log_()).argmax(-1)
+                LP[t] = logits.gather(-1, a[:, None])[:, 0]
+                an = a.numpy()
+            else:
+                eps = torch.randn_like(out)
+                a = out + log_std.exp() * eps
+                LP[t] = (-0.5 * eps.pow(2) - log_std - half_log_2pi).sum(-1)
+                an = a.clamp(-2.0, 2.0).numpy()
             A[t] = a
-            LP[t] = logits.gather(-1, a[:, None])[:, 0]
-            an = a.numpy()
             for i, e in enumerate(envs):
                 o, r, te, tr, _ = e.step(an[i])
                 R[t, i], TE[t, i], TR[t, i], NO[t, i] = r, te, tr, o
@@ -192,49 +217,149 @@ def collect_floor(T: int = 5, reps: int = 400) -> tuple[float, float]:
                     o, _ = e.reset()
                 obs[i] = o
 
-    make, env_id = env_factory("CartPole-v1")
-    spec = describe(make(), env_id)
-    venv = VecEnv(make, N, 0, spec)
-    cfg = a2c.Config()
-    nets, _ = a2c.build(cfg, spec)
-    act = policy_function(nets["pi"])
-    ro = Rollout(T, N, spec)
+    venv = VecEnv(make, n, 0, spec)
+    nets, _ = a2c.build(a2c.Config(), spec)
+    act, bounds = policy_function(nets["pi"]), nets["bounds"]
+    ro = Rollout(T, n, spec)
 
     def sample(o: torch.Tensor):
         d = act(o)
         a = d.sample()
-        return a, d.log_prob(a), a.cpu().numpy()
+        return a, d.log_prob(a), (a if discrete else bounds.clip(a)).cpu().numpy()
 
     ours = best_ms(lambda: collect_rollout(venv, sample, ro), n=reps) / T
     return best_ms(floor, n=reps) / T, ours
 
 
+def trpo_update_floor(n: int = 1024, cfg: trpo.Config | None = None) -> tuple[float, float, float, float]:
+    """(policy step floor, value fitting floor, pgrad's policy step, pgrad's value fitting) ms per rollout of ``n``
+    CartPole samples at the bench settings (15 CG iterations, damping 1e-3, 20 passes of value minibatches of 512).
+
+    The floor's policy step: surrogate and KL from one forward pass, their gradients, CG on Fisher-vector products
+    by double backpropagation, the step size and the backtracking line search, each as the fewest eager ops. Both
+    start every call from the same parameters, so they take the same number of line-search tries."""
+    cfg = cfg or trpo.Config(n_steps=512, num_envs=2, batch_size=512, cg_damping=1e-3, vf_epochs=20, cg_iters=15)
+    torch.manual_seed(0)
+    make, env_id = env_factory("CartPole-v1")
+    nets, vopt = trpo.build(cfg, describe(make(), env_id))
+    obs, act, adv, ret = torch.randn(n, 4), torch.randint(0, 2, (n,)), torch.randn(n), torch.randn(n)
+    with torch.no_grad():
+        logp_old = nets["pi"](obs).log_prob(act)
+    params = list(nets["pi"].parameters())
+    theta0 = [p.detach().clone() for p in params]
+    lin = [m for m in nets["pi"].logits if isinstance(m, nn.Linear)]
+    W = [(m.weight, m.bias) for m in lin]
+
+    def logits_of(x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(F.linear(torch.tanh(F.linear(x, *W[0])), *W[1]))
+        return torch.log_softmax(F.linear(h, *W[2]), -1)
+
+    def fg(y: torch.Tensor, **kw) -> torch.Tensor:
+        return torch.cat([g.reshape(-1) for g in torch.autograd.grad(y, params, **kw)])
+
+    def policy_floor() -> None:
+        torch._foreach_copy_([p.data for p in params], theta0)
+        a = (adv - adv.mean()) / (adv.std() + 1e-8)
+        lp = logits_of(obs)
+        old = lp.detach()
+        surr = ((lp.gather(1, act[:, None])[:, 0] - logp_old).exp() * a).mean()
+        kl = (old.exp() * (old - lp)).sum(-1).mean()
+        g = fg(surr, retain_graph=True)
+        gkl = fg(kl, create_graph=True)
+
+        def fvp(v: torch.Tensor) -> torch.Tensor:
+            return fg(gkl @ v, retain_graph=True).add_(v, alpha=cfg.cg_damping)
+
+        x, r, d = torch.zeros_like(g), g.clone(), g.clone()
+        rr = r @ r
+        for _ in range(cfg.cg_iters):
+            Ad = fvp(d)
+            alpha = rr / (d @ Ad)
+            x.add_(alpha * d)
+            r.sub_(alpha * Ad)
+            rr_new = r @ r
+            d = r + (rr_new / rr) * d
+            rr = rr_new
+        step = torch.sqrt(2 * cfg.max_kl / (x @ fvp(x))) * x
+        flat0 = torch.cat([p.reshape(-1) for p in theta0])
+        s0 = float(surr.detach())
+        with torch.no_grad():
+            frac = 1.0
+            for _ in range(cfg.ls_max_iter):
+                new = (flat0 + frac * step).split([p.numel() for p in params])
+                torch._foreach_copy_([p.data for p in params], [t.view_as(p) for t, p in zip(new, params)])
+                lp = logits_of(obs)
+                s_new = ((lp.gather(1, act[:, None])[:, 0] - logp_old).exp() * a).mean()
+                if float((old.exp() * (old - lp)).sum(-1).mean()) <= cfg.max_kl and float(s_new) > s0:
+                    break
+                frac *= cfg.ls_shrink
+
+    v = net(1)
+    vstep = AdamStep(list(v.parameters()))
+
+    def value_floor() -> None:
+        for _ in range(cfg.vf_epochs):
+            for idx in torch.randperm(n).split(cfg.batch_size):
+                loss = (v(obs[idx])[:, 0] - ret[idx]).pow(2).mean()
+                for p in vstep.params:
+                    p.grad = None
+                loss.backward()
+                with torch.no_grad():
+                    vstep.step.add_(1)
+                    torch._fused_adam_(vstep.params, [p.grad for p in vstep.params], vstep.m1, vstep.m2, [],
+                                       [vstep.step[0]] * len(vstep.params), amsgrad=False, lr=1e-3, beta1=0.9,
+                                       beta2=0.999, weight_decay=0.0, eps=1e-8, maximize=False, grad_scale=None,
+                                       found_inf=None)
+
+    data = {"obs": obs, "actions": act, "logp": logp_old, "adv": adv}
+
+    def ours_policy() -> None:
+        torch._foreach_copy_([p.data for p in params], theta0)
+        trpo.update(nets, data, cfg)
+
+    return (best_ms(policy_floor, n=20, rounds=3), best_ms(value_floor, n=10, rounds=3),
+            best_ms(ours_policy, n=20, rounds=3), best_ms(lambda: trpo.fit_value(nets, vopt, obs, ret, cfg), n=10,
+                                                          rounds=3))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sb3-a2c", type=float, default=None, help="SB3's steps/s on the a2c-cartpole row")
-    p.add_argument("--sb3-ppo", type=float, default=None, help="SB3's steps/s on the ppo-cartpole row")
-    a = p.parse_args()
+    for row in ("a2c", "ppo", "ppo-pendulum", "trpo"):
+        p.add_argument(f"--sb3-{row}", type=float, default=None, help=f"SB3's steps/s on the {row} row")
+    a = vars(p.parse_args())
     torch.set_num_threads(1)
-    coll, coll_ours = collect_floor()
-    vec_steps = STEPS / N
+    coll = {"CartPole-v1/8": collect_floor(), "Pendulum-v1/4": collect_floor("Pendulum-v1", 4),
+            "CartPole-v1/2": collect_floor(n=2)}
+    for key, (low, ours) in coll.items():
+        env_id, n = key.split("/")
+        print(f"collection, per vector step of {n} {env_id} envs: floor {low * 1e3:.0f} us, pgrad {ours * 1e3:.0f} us")
+    pol_low, val_low, pol_ours, val_ours = trpo_update_floor()
+    print(f"trpo-cartpole: per rollout of 1024 samples, policy step floor {pol_low:.1f} ms, pgrad {pol_ours:.1f} ms; "
+          f"value fitting (40 Adam steps) floor {val_low:.1f} ms, pgrad {val_ours:.1f} ms")
     rows = [
-        # row, updates per 100k steps, (floor, pgrad) update ms, SB3 steps/s
-        ("a2c-cartpole", STEPS / (N * 5), a2c_update_floor(), a.sb3_a2c),
-        ("ppo-cartpole", STEPS / (N * 32) * 20, ppo_update_floor(), a.sb3_ppo),
+        # row, updates per 100k steps, (floor, stacked floor, pgrad) ms per update, collection key, SB3 steps/s
+        ("a2c-cartpole", STEPS / (N * 5), a2c_update_floor(), "CartPole-v1/8", a["sb3_a2c"]),
+        ("ppo-cartpole", STEPS / (N * 32) * 20, ppo_update_floor(), "CartPole-v1/8", a["sb3_ppo"]),
+        ("ppo-pendulum", STEPS / 4096 * 10 * 64, ppo_update_floor(64, "Pendulum-v1"), "Pendulum-v1/4",
+         a["sb3_ppo_pendulum"]),
+        ("trpo-cartpole", STEPS / 1024, (pol_low + val_low, pol_low + val_low, pol_ours + val_ours), "CartPole-v1/2",
+         a["sb3_trpo"]),
     ]
-    print(f"collection, per vector step of {N} CartPole-v1 envs: floor {coll * 1e3:.0f} us, pgrad "
-          f"{coll_ours * 1e3:.0f} us")
-    for name, n_upd, (low, low_st, ours), sb3 in rows:
-        floor_s = (n_upd * low + vec_steps * coll) / 1e3
-        floor_st = (n_upd * low_st + vec_steps * coll) / 1e3
-        ours_s = (n_upd * ours + vec_steps * coll_ours) / 1e3
-        line = (f"{name}: update floor {low:.3f} ms (stacked networks {low_st:.3f} ms), pgrad {ours:.3f} ms "
-                f"({ours / low:.2f}x); per 100k steps ({n_upd:,.0f} updates, {vec_steps:,.0f} vector steps) floor "
-                f"{floor_s:.1f} s (stacked {floor_st:.1f} s), pgrad's update and collection {ours_s:.1f} s")
+    for name, n_upd, (low, low_st, ours), key, sb3 in rows:
+        vec_steps = STEPS / int(key.split("/")[1])
+        c_low, c_ours = coll[key]
+        floor_s = (n_upd * low + vec_steps * c_low) / 1e3
+        floor_st = (n_upd * low_st + vec_steps * c_low) / 1e3
+        ours_s = (n_upd * ours + vec_steps * c_ours) / 1e3
+        stacked = f" (stacked networks {low_st:.3f} ms)" if low_st != low else ""
+        line = (f"{name}: update floor {low:.3f} ms{stacked}, pgrad {ours:.3f} ms ({ours / low:.2f}x); per 100k steps "
+                f"({n_upd:,.0f} updates, {vec_steps:,.0f} vector steps) floor {floor_s:.1f} s"
+                + (f" (stacked {floor_st:.1f} s)" if stacked else "") + f", pgrad's update and collection {ours_s:.1f} s")
         if sb3:
-            line += (f"; SB3 {STEPS / sb3:.1f} s -> at the floor pgrad/SB3 would be {STEPS / sb3 / floor_s:.2f}x "
-                     f"(stacked {STEPS / sb3 / floor_st:.2f}x)")
-        print(line)
+            line += f"; SB3 {STEPS / sb3:.1f} s -> at the floor pgrad/SB3 would be {STEPS / sb3 / floor_s:.2f}x"
+            if stacked:
+                line += f" (stacked {STEPS / sb3 / floor_st:.2f}x)"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -217,6 +217,8 @@ class Step(NamedTuple):
     terminated: torch.Tensor  # [N] bool: the MDP ended; do not bootstrap
     truncated: torch.Tensor  # [N] bool: cut by a time limit; bootstrap from next_obs
     next_obs: torch.Tensor  # [N, D] true next observation s_{t+1} (the final one where an episode ended)
+    arrays: tuple[np.ndarray, ...] | None = None  # on CPU: the numpy arrays behind obs, reward, terminated,
+    # truncated and next_obs (same values; Rollout.store writes them without torch's per-op overhead)
 
 
 class VecEnv:
@@ -247,7 +249,7 @@ class VecEnv:
         self._flat_box = isinstance(space, gym.spaces.Box) and len(space.shape) == 1 and spec.obs_kind == "box"
         self._on_cpu = self.device.type == "cpu"
         self._raw_obs = self._reset_all(seed)
-        self.obs = self._to_tensor(self.obs_norm(self._raw_obs, update=True))
+        self._set_obs(self.obs_norm(self._raw_obs, update=True))
 
     # -- internals
     def _encode(self, o: Any) -> np.ndarray:
@@ -278,6 +280,11 @@ class VecEnv:
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         return t if self._on_cpu else t.to(self.device)
 
+    def _set_obs(self, x: np.ndarray) -> None:
+        """self.obs from the (normalised) batch x; on CPU self.obs_array is the numpy array behind it."""
+        self.obs = self._to_tensor(x)
+        self.obs_array = self.obs.numpy() if self._on_cpu else None
+
     # -- public
     def reset(self, seed: int | None = None) -> torch.Tensor:
         """Start fresh episodes in every sub-env (episode statistics in progress are dropped)."""
@@ -285,7 +292,7 @@ class VecEnv:
         self._ep_ret[:] = 0
         self._ep_len[:] = 0
         self._disc_ret[:] = 0
-        self.obs = self._to_tensor(self.obs_norm(self._raw_obs, update=True))
+        self._set_obs(self.obs_norm(self._raw_obs, update=True))
         return self.obs
 
     def step(self, actions: np.ndarray) -> Step:
@@ -299,6 +306,7 @@ class VecEnv:
                 final = obs.copy()
                 for i in np.nonzero(info["_final_obs"])[0]:
                     final[i] = self._encode(info["final_obs"][i])
+            ended = np.nonzero(term | trunc)[0].tolist()
         else:
             obs = np.empty((n, self.spec.obs_dim), np.float32)
             rew = np.empty(n, np.float64)
@@ -313,34 +321,37 @@ class VecEnv:
                     o, _ = e.reset()
                 obs[i] = o if self._flat_box else self._encode(o)
             final = obs
+            ended = [i for i, _ in finals]  # ascending, as np.nonzero(term | trunc) would give
             if finals:
                 final = obs.copy()
                 for i, o in finals:
                     final[i] = o
-        done = term | trunc
         self._ep_ret += rew
         self._ep_len += 1
-        if done.any():
-            for i in np.nonzero(done)[0]:
+        if ended:
+            for i in ended:
                 self.finished.append((float(self._ep_ret[i]), int(self._ep_len[i])))
-            self.episodes += int(done.sum())
-            self._ep_ret[done] = 0
-            self._ep_len[done] = 0
+            self.episodes += len(ended)
+            self._ep_ret[ended] = 0
+            self._ep_len[ended] = 0
         if self.norm_reward:
             self._disc_ret = self._disc_ret * self.gamma + rew
             self.ret_rms.update(self._disc_ret)
             rew = rew / np.sqrt(self.ret_rms.var + 1e-8)
-            self._disc_ret[done] = 0
+            self._disc_ret[ended] = 0
         self._raw_obs = obs
         obs_n = self.obs_norm(obs, update=True)
         next_n = obs_n if final is obs else self.obs_norm(final, update=False)
-        self.obs = self._to_tensor(obs_n)
+        if self._async is None and self._on_cpu:  # obs_n is a fresh C-contiguous float32 batch here
+            self.obs, self.obs_array = torch.from_numpy(obs_n), obs_n
+        else:
+            self._set_obs(obs_n)
         next_t = self.obs if final is obs else self._to_tensor(next_n)
-        rew_t, term_t, trunc_t = torch.from_numpy(rew.astype(np.float32)), torch.from_numpy(term), \
-            torch.from_numpy(trunc)
+        rew32 = rew.astype(np.float32)
+        rew_t, term_t, trunc_t = torch.from_numpy(rew32), torch.from_numpy(term), torch.from_numpy(trunc)
         if not self._on_cpu:
-            rew_t, term_t, trunc_t = rew_t.to(self.device), term_t.to(self.device), trunc_t.to(self.device)
-        return Step(self.obs, rew_t, term_t, trunc_t, next_t)
+            return Step(self.obs, rew_t.to(self.device), term_t.to(self.device), trunc_t.to(self.device), next_t)
+        return Step(self.obs, rew_t, term_t, trunc_t, next_t, (obs_n, rew32, term, trunc, next_n))
 
     def pop_finished(self) -> list[tuple[float, int]]:
         out, self.finished = self.finished, []
@@ -379,7 +390,7 @@ class VecEnv:
             self._envs = pickle.loads(d["envs"])
             self._disc_ret, self._ep_ret, self._ep_len = d["disc_ret"].copy(), d["ep_ret"].copy(), d["ep_len"].copy()
             self._raw_obs = d["raw_obs"].copy()
-            self.obs = self._to_tensor(self.obs_norm(self._raw_obs, update=False))
+            self._set_obs(self.obs_norm(self._raw_obs, update=False))
         return exact
 
 

@@ -97,3 +97,34 @@ def test_discrete_observations_are_one_hot():
     spec = describe(factory(), eid)
     envs = VecEnv(factory, 2, 0, spec)
     assert envs.obs.shape == (2, 16) and torch.all(envs.obs.sum(1) == 1)
+
+
+@pytest.mark.parametrize("norm", [False, True])
+def test_rollout_numpy_store_matches_tensor_store(norm):
+    """collect_rollout's CPU path (numpy rows from Step.arrays and VecEnv.obs_array) stores exactly what the
+    tensor path stores, across terminations, truncations and normalisation."""
+    from pgrad.data.collect import collect_rollout
+    from pgrad.data.rollout import Rollout
+
+    a, b = make_vec(3, norm_obs=norm, norm_reward=norm), make_vec(3, norm_obs=norm, norm_reward=norm)
+    ra, rb = Rollout(7, 3, a.spec), Rollout(7, 3, b.spec)
+    rng = np.random.default_rng(0)
+
+    def sample(obs):
+        act = torch.from_numpy(rng.integers(0, 2, 3))
+        return act, -obs.sum(-1), act.numpy()
+
+    seen_term = seen_trunc = False
+    for _ in range(3):
+        collect_rollout(a, sample, ra)
+        for t in range(7):  # the tensor path: no obs_array
+            obs = b.obs
+            act, logp, env_act = sample(obs)
+            step = b.step(env_act)
+            for arr, ten in zip(step.arrays, (step.obs, step.reward, step.terminated, step.truncated, step.next_obs)):
+                assert np.array_equal(arr, ten.numpy())
+            rb.store(t, obs, act, logp, step)
+        for name in ("obs", "next_obs", "rewards", "terminated", "truncated"):
+            assert torch.equal(getattr(ra, name), getattr(rb, name)), name
+        seen_term, seen_trunc = seen_term or bool(ra.terminated.any()), seen_trunc or bool(ra.truncated.any())
+    assert seen_term and seen_trunc

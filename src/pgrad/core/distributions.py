@@ -28,11 +28,12 @@ class Categorical:
 
     def sample(self) -> torch.Tensor:
         # Gumbel-max trick: argmax(log p + G), G ~ Gumbel(0, 1), is a draw from p.
-        u = torch.rand_like(self.logits).clamp_(1e-20, 1.0)
-        return (self.logits - (-u.log()).log()).argmax(-1)
+        g = torch.rand_like(self.logits).clamp_(1e-20, 1.0).log_().neg_().log_()  # -G, in place
+        return (self.logits - g).argmax(-1)
 
     def log_prob(self, a: torch.Tensor) -> torch.Tensor:
-        return self.logits.gather(-1, a.long().unsqueeze(-1)).squeeze(-1)
+        a = a if a.dtype == torch.long else a.long()
+        return self.logits.gather(-1, a.unsqueeze(-1)).squeeze(-1)
 
     def entropy(self) -> torch.Tensor:
         return -(self.probs * self.logits).sum(-1)

@@ -37,15 +37,15 @@ def bootstrapped_returns(r: torch.Tensor, v_next: torch.Tensor, terminated: torc
     state at a truncation.
     """
     T = r.shape[0]
-    R = torch.empty_like(r)
-    notterm = (~terminated.bool()).to(r.dtype)
-    done = (terminated.bool() | truncated.bool())
-    acc = v_next[T - 1]
-    for t in range(T - 1, -1, -1):
-        boot = torch.where(done[t], v_next[t], acc) if t < T - 1 else v_next[t]
-        acc = r[t] + gamma * notterm[t] * boot
-        R[t] = acc
-    return R
+    coef = gamma * (~terminated.bool()).to(r.dtype)  # γ (1 - terminated)
+    done = (terminated.bool() | truncated.bool()).unbind(0)
+    rs, cs, vs = r.unbind(0), coef.unbind(0), v_next.unbind(0)  # one call for all T rows
+    acc = rs[T - 1] + cs[T - 1] * vs[T - 1]
+    out = [acc]
+    for t in range(T - 2, -1, -1):
+        acc = rs[t] + cs[t] * torch.where(done[t], vs[t], acc)
+        out.append(acc)
+    return torch.stack(out[::-1])
 
 
 def gae(r: torch.Tensor, v: torch.Tensor, v_next: torch.Tensor, terminated: torch.Tensor,
@@ -60,12 +60,14 @@ def gae(r: torch.Tensor, v: torch.Tensor, v_next: torch.Tensor, terminated: torc
     notterm = (~terminated.bool()).to(r.dtype)
     notdone = (~(terminated.bool() | truncated.bool())).to(r.dtype)
     delta = r + gamma * notterm * v_next - v
-    adv = torch.empty_like(r)
     acc = torch.zeros_like(r[0])
     decay = gamma * lam * notdone
+    ds, ks = delta.unbind(0), decay.unbind(0)  # one call for all T rows
+    out = []
     for t in range(r.shape[0] - 1, -1, -1):
-        acc = delta[t] + decay[t] * acc
-        adv[t] = acc
+        acc = ds[t] + ks[t] * acc
+        out.append(acc)
+    adv = torch.stack(out[::-1])
     return adv, adv + v
 
 

@@ -21,9 +21,9 @@ Sampler = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, np.ndarray]
 def collect_rollout(envs: VecEnv, sample: Sampler, rollout: Rollout) -> None:
     """Fill ``rollout`` with T steps of every env, continuing the episodes in progress."""
     for t in range(rollout.T):
-        obs = envs.obs
+        obs, obs_array = envs.obs, getattr(envs, "obs_array", None)
         action, logp, env_action = sample(obs)
-        rollout.store(t, obs, action, logp, envs.step(env_action))
+        rollout.store(t, obs, action, logp, envs.step(env_action), obs_array)
 
 
 @torch.no_grad()
@@ -69,6 +69,7 @@ def collect_episodes(envs: VecEnv, sample: Sampler, max_len: int = 100_000) -> t
 
 
 def _truncate(ro: Rollout, T: int) -> Rollout:
+    ro._views = None  # the tensors below are replaced: no more numpy writes into the old ones
     for name in ("obs", "next_obs", "actions", "logp", "rewards", "terminated", "truncated"):
         setattr(ro, name, getattr(ro, name)[:T])
     ro.T = T
@@ -79,6 +80,7 @@ def _concat(chunks: list[Rollout]) -> Rollout:
     if len(chunks) == 1:
         return chunks[0]
     out = chunks[0]
+    out._views = None
     for name in ("obs", "next_obs", "actions", "logp", "rewards", "terminated", "truncated"):
         setattr(out, name, torch.cat([getattr(c, name) for c in chunks]))
     out.T = sum(c.T for c in chunks)
