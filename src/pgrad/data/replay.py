@@ -21,6 +21,19 @@ import numpy as np
 import torch
 
 
+def zeros(shape: tuple[int, ...], dtype: torch.dtype = torch.float32,
+          device: torch.device = torch.device("cpu")) -> torch.Tensor:
+    """torch.zeros, but on CPU the memory is numpy's calloc: pages are mapped on first write, so a large buffer
+    costs resident memory only as it fills (torch.zeros writes every byte up front)."""
+    if device.type != "cpu" or dtype not in _NUMPY:
+        return torch.zeros(shape, dtype=dtype, device=device)
+    return torch.from_numpy(np.zeros(shape, _NUMPY[dtype]))
+
+
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64, torch.int64: np.int64, torch.int32: np.int32,
+          torch.bool: np.bool_, torch.uint8: np.uint8, torch.float16: np.float16}
+
+
 class ReplayBuffer:
     """Uniform replay of (s, a, r, terminated, truncated, s') from N envs, with n-step returns."""
 
@@ -35,15 +48,15 @@ class ReplayBuffer:
         self.device = torch.device(device)
         C, N, dev = self.rows, num_envs, self.device
         self.fields: dict[str, torch.Tensor] = {
-            "obs": torch.zeros((C, N) + tuple(obs_shape), device=dev),
-            "next_obs": torch.zeros((C, N) + tuple(obs_shape), device=dev),
-            "actions": torch.zeros((C, N) + tuple(act_shape), dtype=act_dtype, device=dev),
-            "rewards": torch.zeros((C, N) + tuple(reward_shape), device=dev),
-            "terminated": torch.zeros((C, N), dtype=torch.bool, device=dev),
-            "truncated": torch.zeros((C, N), dtype=torch.bool, device=dev),
+            "obs": zeros((C, N) + tuple(obs_shape), device=dev),
+            "next_obs": zeros((C, N) + tuple(obs_shape), device=dev),
+            "actions": zeros((C, N) + tuple(act_shape), act_dtype, dev),
+            "rewards": zeros((C, N) + tuple(reward_shape), device=dev),
+            "terminated": zeros((C, N), torch.bool, dev),
+            "truncated": zeros((C, N), torch.bool, dev),
         }
         for name, (shape, dtype) in (extra or {}).items():
-            self.fields[name] = torch.zeros((C, N) + tuple(shape), dtype=dtype, device=dev)
+            self.fields[name] = zeros((C, N) + tuple(shape), dtype, dev)
         self.pos = 0  # next row to write
         self.full = False
         self._gammas = gamma ** torch.arange(n_step + 1, dtype=torch.float32, device=dev)
@@ -332,7 +345,7 @@ class SequenceReplay:
             raise ValueError(f"replay capacity {capacity} holds no segment of {T} steps x {N} envs")
         self.T, self.N = T, N
         self.device = torch.device(device)
-        self.data = {name: torch.zeros((self.S, T, N) + tuple(shape), dtype=dtype, device=self.device)
+        self.data = {name: zeros((self.S, T, N) + tuple(shape), dtype, self.device)
                      for name, (shape, dtype) in fields.items()}
         self.pos = 0
         self.full = False
