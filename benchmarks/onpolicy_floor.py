@@ -1,19 +1,21 @@
-"""The eager-PyTorch floor of the on-policy bench rows (A2C and PPO on CartPole-v1, rl-zoo settings), against pgrad.
+"""The eager-PyTorch floor of the on-policy bench rows (A2C, PPO and TRPO at their rl-zoo settings), against pgrad.
 
 For each row it times, on the process CPU clock, one-thread:
 - the update: the fewest eager ops that compute the same loss and step (64x64 tanh policy and value networks,
-  categorical log-probabilities, the row's loss, global-norm clipping, the optimiser as direct kernel calls),
-  written without any library code, and pgrad's ``update`` on the same batch;
-- collection: one vector step of 8 Gymnasium CartPole-v1 envs (``gymnasium.make``, the same wrappers SB3 gets)
-  with the fewest ops that act and store (functional MLP, Gumbel-max sample, log-probability, writes into
-  preallocated arrays), and pgrad's own ``collect_rollout`` on its VecEnv.
-Per 100k env steps the floor is updates x update floor + vector steps x collection floor (returns, GAE and
-logging left out, so it is lower than any complete implementation): SB3's time per 100k over it bounds what
-this formulation (two networks, as SB3's, in eager PyTorch on one thread) can reach against SB3. The same two
-networks stacked into one batched matmul per layer (``Stacked``) are timed too: fewer, larger ops, a lower floor. Pass SB3's measured steps/s
-(from ``pgrad bench``) to get the bound printed:
+  categorical or Gaussian log-probabilities, the row's loss, global-norm clipping, the optimiser as direct kernel
+  calls; for TRPO the conjugate-gradient step on double-backward Fisher-vector products, the line search and the
+  value regression), written without any library code, and pgrad's ``update`` on the same batch;
+- collection: one vector step of the row's Gymnasium envs (``gymnasium.make``, the same wrappers SB3 gets) with
+  the fewest ops that act and store (functional MLP, Gumbel-max or Gaussian sample, log-probability, writes into
+  preallocated arrays), and pgrad's own ``collect_rollout`` on its VecEnv;
+- value targets per rollout: V of the (next) states and the n-step returns (A2C) or GAE (PPO, TRPO).
+Per 100k env steps the floor is updates x update floor + vector steps x collection floor + rollouts x targets
+floor (logging and bookkeeping left out, so it is lower than any complete implementation): SB3's time per 100k
+over it bounds what this formulation (two networks, as SB3's, in eager PyTorch on one thread) can reach against
+SB3. The same two networks stacked into one batched matmul per layer (``Stacked``) are timed too for A2C and PPO:
+fewer, larger ops, a lower floor. Pass SB3's measured steps/s (from ``pgrad bench``) to get the bound printed:
 
-    .venv/bin/python benchmarks/onpolicy_floor.py [--sb3-a2c STEPS_PER_S] [--sb3-ppo STEPS_PER_S]
+    .venv/bin/python benchmarks/onpolicy_floor.py [--sb3-a2c S] [--sb3-ppo S] [--sb3-ppo-pendulum S] [--sb3-trpo S]
 """
 
 from __future__ import annotations
@@ -322,6 +324,46 @@ def trpo_update_floor(n: int = 1024, cfg: trpo.Config | None = None) -> tuple[fl
                                                           rounds=3))
 
 
+def returns_floor(T: int, n: int, nstep: bool) -> tuple[float, float]:
+    """(floor, pgrad) ms per rollout of T steps of n CartPole envs for the value targets: V of the next states and
+    the n-step returns (A2C, ``nstep``) or V of the states and next states and GAE (PPO, TRPO)."""
+    torch.manual_seed(0)
+    v = net(1)
+    r, obs, nxt = torch.rand(T, n), torch.randn(T, n, 4), torch.randn(T, n, 4)
+    te, tr = torch.rand(T, n) < 0.05, torch.rand(T, n) < 0.01
+
+    @torch.no_grad()
+    def floor() -> None:
+        vn = v(nxt)[..., 0]
+        coef = 0.99 * (~te).float()
+        if nstep:
+            done = (te | tr).unbind(0)
+            rs, cs, vs = r.unbind(0), coef.unbind(0), vn.unbind(0)
+            acc = rs[-1] + cs[-1] * vs[-1]
+            out = [acc]
+            for t in range(T - 2, -1, -1):
+                acc = rs[t] + cs[t] * torch.where(done[t], vs[t], acc)
+                out.append(acc)
+        else:
+            vv = v(obs)[..., 0]
+            ds, ks = (r + coef * vn - vv).unbind(0), (0.95 * 0.99 * (~(te | tr)).float()).unbind(0)
+            acc = torch.zeros(n)
+            out = []
+            for t in range(T - 1, -1, -1):
+                acc = ds[t] + ks[t] * acc
+                out.append(acc)
+        torch.stack(out)
+
+    make, env_id = env_factory("CartPole-v1")
+    spec = describe(make(), env_id)
+    cfg = a2c.Config(n_steps=T, num_envs=n, lam=1.0 if nstep else 0.95)
+    nets, _ = a2c.build(cfg, spec)
+    ro = Rollout(T, n, spec)
+    ro.rewards, ro.obs, ro.next_obs, ro.terminated, ro.truncated = r, obs, nxt, te, tr
+    reps = max(20, 2000 // T)
+    return best_ms(floor, n=reps), best_ms(lambda: a2c.returns(ro, nets["v"], cfg), n=reps)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for row in ("a2c", "ppo", "ppo-pendulum", "trpo"):
@@ -333,28 +375,33 @@ def main() -> None:
     for key, (low, ours) in coll.items():
         env_id, n = key.split("/")
         print(f"collection, per vector step of {n} {env_id} envs: floor {low * 1e3:.0f} us, pgrad {ours * 1e3:.0f} us")
+    ret = {"a2c-cartpole": returns_floor(5, N, True), "ppo-cartpole": returns_floor(32, N, False),
+           "ppo-pendulum": returns_floor(1024, 4, False), "trpo-cartpole": returns_floor(512, 2, False)}
     pol_low, val_low, pol_ours, val_ours = trpo_update_floor()
     print(f"trpo-cartpole: per rollout of 1024 samples, policy step floor {pol_low:.1f} ms, pgrad {pol_ours:.1f} ms; "
           f"value fitting (40 Adam steps) floor {val_low:.1f} ms, pgrad {val_ours:.1f} ms")
     rows = [
-        # row, updates per 100k steps, (floor, stacked floor, pgrad) ms per update, collection key, SB3 steps/s
-        ("a2c-cartpole", STEPS / (N * 5), a2c_update_floor(), "CartPole-v1/8", a["sb3_a2c"]),
-        ("ppo-cartpole", STEPS / (N * 32) * 20, ppo_update_floor(), "CartPole-v1/8", a["sb3_ppo"]),
-        ("ppo-pendulum", STEPS / 4096 * 10 * 64, ppo_update_floor(64, "Pendulum-v1"), "Pendulum-v1/4",
+        # row, updates and rollouts per 100k steps, (floor, stacked floor, pgrad) ms per update, collection key,
+        # SB3 steps/s
+        ("a2c-cartpole", STEPS / (N * 5), STEPS / (N * 5), a2c_update_floor(), "CartPole-v1/8", a["sb3_a2c"]),
+        ("ppo-cartpole", STEPS / (N * 32) * 20, STEPS / (N * 32), ppo_update_floor(), "CartPole-v1/8", a["sb3_ppo"]),
+        ("ppo-pendulum", STEPS / 4096 * 10 * 64, STEPS / 4096, ppo_update_floor(64, "Pendulum-v1"), "Pendulum-v1/4",
          a["sb3_ppo_pendulum"]),
-        ("trpo-cartpole", STEPS / 1024, (pol_low + val_low, pol_low + val_low, pol_ours + val_ours), "CartPole-v1/2",
-         a["sb3_trpo"]),
+        ("trpo-cartpole", STEPS / 1024, STEPS / 1024, (pol_low + val_low, pol_low + val_low, pol_ours + val_ours),
+         "CartPole-v1/2", a["sb3_trpo"]),
     ]
-    for name, n_upd, (low, low_st, ours), key, sb3 in rows:
+    for name, n_upd, n_ro, (low, low_st, ours), key, sb3 in rows:
         vec_steps = STEPS / int(key.split("/")[1])
         c_low, c_ours = coll[key]
-        floor_s = (n_upd * low + vec_steps * c_low) / 1e3
-        floor_st = (n_upd * low_st + vec_steps * c_low) / 1e3
-        ours_s = (n_upd * ours + vec_steps * c_ours) / 1e3
+        r_low, r_ours = ret[name]
+        print(f"{name}: value targets per rollout: floor {r_low * 1e3:.0f} us, pgrad {r_ours * 1e3:.0f} us")
+        floor_s = (n_upd * low + vec_steps * c_low + n_ro * r_low) / 1e3
+        floor_st = (n_upd * low_st + vec_steps * c_low + n_ro * r_low) / 1e3
+        ours_s = (n_upd * ours + vec_steps * c_ours + n_ro * r_ours) / 1e3
         stacked = f" (stacked networks {low_st:.3f} ms)" if low_st != low else ""
         line = (f"{name}: update floor {low:.3f} ms{stacked}, pgrad {ours:.3f} ms ({ours / low:.2f}x); per 100k steps "
-                f"({n_upd:,.0f} updates, {vec_steps:,.0f} vector steps) floor {floor_s:.1f} s"
-                + (f" (stacked {floor_st:.1f} s)" if stacked else "") + f", pgrad's update and collection {ours_s:.1f} s")
+                f"({n_upd:,.0f} updates, {vec_steps:,.0f} vector steps, {n_ro:,.0f} rollouts) floor {floor_s:.1f} s"
+                + (f" (stacked {floor_st:.1f} s)" if stacked else "") + f", pgrad's update, collection and targets {ours_s:.1f} s")
         if sb3:
             line += f"; SB3 {STEPS / sb3:.1f} s -> at the floor pgrad/SB3 would be {STEPS / sb3 / floor_s:.2f}x"
             if stacked:
