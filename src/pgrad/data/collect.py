@@ -47,10 +47,10 @@ def collect_episodes(envs: VecEnv, sample: Sampler, max_len: int = 100_000) -> t
         ro = Rollout(chunk_len, N, envs.spec, envs.device)
         mask = torch.zeros(chunk_len, N, dtype=torch.bool)
         for t in range(chunk_len):
-            obs = envs.obs
+            obs, obs_array = envs.obs, getattr(envs, "obs_array", None)
             action, logp, env_action = sample(obs)
             step = envs.step(env_action)
-            ro.store(t, obs, action, logp, step)
+            ro.store(t, obs, action, logp, step, obs_array)
             mask[t] = active
             active = active & ~(step.terminated | step.truncated).cpu()
             t_total += 1
