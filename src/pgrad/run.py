@@ -238,12 +238,14 @@ class Run:
                 self.recent_len.append(length)
                 self.episodes += 1
         if metrics:
-            vals = torch.stack([torch.as_tensor(v, dtype=torch.float32).detach().reshape(()) for v in metrics.values()])
-            if not bool(torch.isfinite(vals).all()) and getattr(self.cfg, "on_nonfinite", "stop") == "stop":
-                bad = [k for k, v in zip(metrics, vals.tolist()) if not math.isfinite(v)]
+            # one stack and one host copy; the finiteness check runs on the Python floats
+            vals = torch.stack([torch.as_tensor(v, dtype=torch.float32).detach().reshape(())
+                                for v in metrics.values()]).tolist()
+            if not all(map(math.isfinite, vals)) and getattr(self.cfg, "on_nonfinite", "stop") == "stop":
+                bad = [k for k, v in zip(metrics, vals) if not math.isfinite(v)]
                 raise NumericsError(f"non-finite {', '.join(bad)} at step {self.step} (update {self.updates}); "
                                     + self._numerics_advice())
-            self._pending = dict(zip(metrics.keys(), vals.tolist()))  # "skip": NaN stays visible in the logs
+            self._pending = dict(zip(metrics.keys(), vals))  # "skip": NaN stays visible in the logs
         due_ckpt = self.step >= self.next_ckpt and self.step < self.cfg.steps
         if self.step >= self.next_log or due_ckpt or (self.step >= self.next_eval and self.step < self.cfg.steps):
             self.check_finite()
