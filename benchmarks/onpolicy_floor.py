@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -34,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pgrad.algos import a2c, ppo, trpo
+from pgrad.bench import best_cpu_ms
 from pgrad.core.nets import policy_function
 from pgrad.data.collect import collect_rollout
 from pgrad.data.rollout import Rollout
@@ -41,19 +41,6 @@ from pgrad.envs import VecEnv, describe, env_factory
 
 N = 8  # envs of both rows
 STEPS = 100_000
-
-
-def best_ms(f, n: int = 300, rounds: int = 5) -> float:
-    """Best mean over ``rounds`` of ``n`` calls, on the process CPU clock (robust to other processes)."""
-    for _ in range(max(n // 3, 10)):
-        f()
-    best = float("inf")
-    for _ in range(rounds):
-        t = time.process_time()
-        for _ in range(n):
-            f()
-        best = min(best, (time.process_time() - t) / n * 1e3)
-    return best
 
 
 def net(out: int, obs_dim: int = 4) -> nn.Sequential:
@@ -150,8 +137,8 @@ def ppo_update_floor(B: int = 256, env_id: str = "CartPole-v1") -> tuple[float, 
     cfg = ppo.Config()
     nets, popt = ppo.build(cfg, spec)
     batch = {"obs": obs, "actions": act, "logp": logp_old, "adv": adv, "ret": ret, "v": torch.randn(B)}
-    return (best_ms(lambda: opt(loss(pi(obs), v(obs).squeeze(1)))), best_ms(lambda: st_opt(loss(*st(obs)))),
-            best_ms(lambda: ppo.update(nets, popt, batch, 0.2, cfg)))
+    return (best_cpu_ms(lambda: opt(loss(pi(obs), v(obs).squeeze(1))), 300),
+            best_cpu_ms(lambda: st_opt(loss(*st(obs))), 300), best_cpu_ms(lambda: ppo.update(nets, popt, batch, 0.2, cfg), 300))
 
 
 def a2c_update_floor(B: int = 40) -> tuple[float, float, float]:
@@ -173,8 +160,8 @@ def a2c_update_floor(B: int = 40) -> tuple[float, float, float]:
     cfg = a2c.Config(norm_adv=False, ent_coef=0.0)
     nets, aopt = a2c.build(cfg, describe(make(), env_id))
     batch = {"obs": obs, "actions": act, "ret": ret}
-    return (best_ms(lambda: opt(loss(pi(obs), v(obs).squeeze(1)))), best_ms(lambda: st_opt(loss(*st(obs)))),
-            best_ms(lambda: a2c.update(nets, aopt, batch, cfg)))
+    return (best_cpu_ms(lambda: opt(loss(pi(obs), v(obs).squeeze(1))), 300),
+            best_cpu_ms(lambda: st_opt(loss(*st(obs))), 300), best_cpu_ms(lambda: a2c.update(nets, aopt, batch, cfg), 300))
 
 
 def collect_floor(env_id: str = "CartPole-v1", n: int = N, T: int = 5, reps: int = 400) -> tuple[float, float]:
@@ -229,8 +216,8 @@ def collect_floor(env_id: str = "CartPole-v1", n: int = N, T: int = 5, reps: int
         a = d.sample()
         return a, d.log_prob(a), (a if discrete else bounds.clip(a)).cpu().numpy()
 
-    ours = best_ms(lambda: collect_rollout(venv, sample, ro), n=reps) / T
-    return best_ms(floor, n=reps) / T, ours
+    ours = best_cpu_ms(lambda: collect_rollout(venv, sample, ro), n=reps) / T
+    return best_cpu_ms(floor, n=reps) / T, ours
 
 
 def trpo_update_floor(n: int = 1024, cfg: trpo.Config | None = None) -> tuple[float, float, float, float]:
@@ -319,8 +306,8 @@ def trpo_update_floor(n: int = 1024, cfg: trpo.Config | None = None) -> tuple[fl
         torch._foreach_copy_([p.data for p in params], theta0)
         trpo.update(nets, data, cfg)
 
-    return (best_ms(policy_floor, n=20, rounds=3), best_ms(value_floor, n=10, rounds=3),
-            best_ms(ours_policy, n=20, rounds=3), best_ms(lambda: trpo.fit_value(nets, vopt, obs, ret, cfg), n=10,
+    return (best_cpu_ms(policy_floor, n=20, rounds=3), best_cpu_ms(value_floor, n=10, rounds=3),
+            best_cpu_ms(ours_policy, n=20, rounds=3), best_cpu_ms(lambda: trpo.fit_value(nets, vopt, obs, ret, cfg), n=10,
                                                           rounds=3))
 
 
@@ -361,7 +348,7 @@ def returns_floor(T: int, n: int, nstep: bool) -> tuple[float, float]:
     ro = Rollout(T, n, spec)
     ro.rewards, ro.obs, ro.next_obs, ro.terminated, ro.truncated = r, obs, nxt, te, tr
     reps = max(20, 2000 // T)
-    return best_ms(floor, n=reps), best_ms(lambda: a2c.returns(ro, nets["v"], cfg), n=reps)
+    return best_cpu_ms(floor, n=reps), best_cpu_ms(lambda: a2c.returns(ro, nets["v"], cfg), n=reps)
 
 
 def main() -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -29,25 +28,13 @@ import torch
 import torch.nn.functional as F
 
 from pgrad.algos import sac
+from pgrad.bench import best_cpu_ms
 from pgrad.data.replay import ReplayBuffer
 from pgrad.envs import VecEnv, describe, env_factory
 
 B, H = 256, 256
 LOG_2 = math.log(2.0)
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-
-
-def best_ms(f, n: int = 40, rounds: int = 5) -> float:
-    """Best mean over ``rounds`` of ``n`` calls, on the process CPU clock."""
-    for _ in range(10):
-        f()
-    best = float("inf")
-    for _ in range(rounds):
-        t = time.process_time()
-        for _ in range(n):
-            f()
-        best = min(best, (time.process_time() - t) / n * 1e3)
-    return best
 
 
 def _param(*shape: int, scale: float = 0.05) -> torch.Tensor:
@@ -149,7 +136,7 @@ def other_ms(env_id: str, cfg: sac.Config, steps: int = 400) -> float:
 
     for _ in range(cfg.batch_size):
         one()
-    return best_ms(one, n=steps, rounds=3)
+    return best_cpu_ms(one, n=steps, rounds=3)
 
 
 def row(env_id: str, sb3: float | None) -> None:
@@ -163,9 +150,9 @@ def row(env_id: str, sb3: float | None) -> None:
     log_scale = float(torch.log((high - low) / 2.0).sum())
     batch = {"obs": torch.randn(B, D), "actions": torch.rand(B, A) * 2 - 1, "rewards": torch.randn(B),
              "discount": torch.full((B,), 0.99), "next_obs": torch.randn(B, D)}
-    floors = {name: best_ms(lambda f=make_floor(D, A, stacked, log_scale, -float(A))[0]: f(batch))
+    floors = {name: best_cpu_ms(lambda f=make_floor(D, A, stacked, log_scale, -float(A))[0]: f(batch), 40)
               for name, stacked in (("stacked critics", True), ("separate critics", False))}
-    ours = best_ms(lambda: sac.update(nets, opt, batch, cfg, -float(A)))
+    ours = best_cpu_ms(lambda: sac.update(nets, opt, batch, cfg, -float(A)), 40)
     other = other_ms(env_id, cfg)
     low_ms = min(floors.values())
     line = (f"{env_id}: update floor " + ", ".join(f"{k} {v:.2f} ms" for k, v in floors.items())

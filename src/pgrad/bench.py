@@ -285,6 +285,20 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def best_cpu_ms(f: Callable[[], Any], n: int, rounds: int = 5) -> float:
+    """The best mean CPU ms per call of ``f`` over ``rounds`` of ``n`` calls, after max(n // 3, 10) warm-up calls:
+    the process clock, so other processes on the machine do not count (benchmarks/*_floor.py)."""
+    for _ in range(max(n // 3, 10)):
+        f()
+    best = float("inf")
+    for _ in range(rounds):
+        t = time.process_time()
+        for _ in range(n):
+            f()
+        best = min(best, (time.process_time() - t) / n * 1e3)
+    return best
+
+
 def rss_mib() -> float:
     """This process's resident memory now (VmRSS), MiB; Linux only (benchmarks/soak.py samples it too)."""
     with open("/proc/self/status") as f:

@@ -149,3 +149,10 @@ def test_matmul_recorder_and_floor():
     assert names == ["aten.addmm.default"] * 2 + ["aten.mm.default"] * 3
     assert rec.calls[0][1][1][0] == (16, 4)  # the input's shape, kept with its strides and dtype
     assert 0 < bench.matmul_floor_ms(rec.calls, updates=1, reps=3) < 1_000
+
+
+def test_best_cpu_ms_warms_up_then_takes_the_best_round():
+    calls = []
+    ms = bench.best_cpu_ms(lambda: calls.append(sum(range(2000))), n=30, rounds=4)
+    assert len(calls) == 10 + 30 * 4  # max(30 // 3, 10) warm-up calls, then 4 rounds of 30
+    assert 0.0 < ms < 100.0 and math.isfinite(ms)
