@@ -63,30 +63,33 @@ class Stacked:
         return out[0], out[1, :, 0]
 
 
-def _backward_clip(loss: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Gradients of ``loss``, clipped to global norm 0.5 in place."""
+def _backward_clip(loss: torch.Tensor, params: list[torch.Tensor], clip: bool = True) -> list[torch.Tensor]:
+    """Gradients of ``loss``, clipped to global norm 0.5 in place (unless ``clip`` is False)."""
     for p in params:
         p.grad = None
     loss.backward()
     g = [p.grad for p in params]
-    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(g)))
-    torch._foreach_mul_(g, torch.clamp(0.5 / (norm + 1e-6), max=1.0))
+    if clip:
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(g)))
+        torch._foreach_mul_(g, torch.clamp(0.5 / (norm + 1e-6), max=1.0))
     return g
 
 
 class AdamStep:
-    """Adam (lr 3e-4, eps 1e-5) as one fused kernel call with one step counter."""
+    """Adam as one fused kernel call with one step counter; PPO's settings by default (lr 3e-4, eps 1e-5, gradients
+    clipped to norm 0.5), TRPO's value regression with lr=1e-3, eps=1e-8, clip=False."""
 
-    def __init__(self, params: list[torch.Tensor]):
+    def __init__(self, params: list[torch.Tensor], lr: float = 3e-4, eps: float = 1e-5, clip: bool = True):
         self.params, self.step = params, torch.zeros(1)
+        self.lr, self.eps, self.clip = lr, eps, clip
         self.m1, self.m2 = [torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params]
 
     def __call__(self, loss: torch.Tensor) -> None:
-        g = _backward_clip(loss, self.params)
+        g = _backward_clip(loss, self.params, self.clip)
         with torch.no_grad():
             self.step.add_(1)
             torch._fused_adam_(self.params, g, self.m1, self.m2, [], [self.step[0]] * len(g), amsgrad=False,
-                               lr=3e-4, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-5, maximize=False,
+                               lr=self.lr, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=self.eps, maximize=False,
                                grad_scale=None, found_inf=None)
 
 
@@ -284,21 +287,12 @@ def trpo_update_floor(n: int = 1024, cfg: trpo.Config | None = None) -> tuple[fl
                 frac *= cfg.ls_shrink
 
     v = net(1)
-    vstep = AdamStep(list(v.parameters()))
+    vstep = AdamStep(list(v.parameters()), lr=cfg.lr, eps=1e-8, clip=False)
 
     def value_floor() -> None:
         for _ in range(cfg.vf_epochs):
             for idx in torch.randperm(n).split(cfg.batch_size):
-                loss = (v(obs[idx])[:, 0] - ret[idx]).pow(2).mean()
-                for p in vstep.params:
-                    p.grad = None
-                loss.backward()
-                with torch.no_grad():
-                    vstep.step.add_(1)
-                    torch._fused_adam_(vstep.params, [p.grad for p in vstep.params], vstep.m1, vstep.m2, [],
-                                       [vstep.step[0]] * len(vstep.params), amsgrad=False, lr=1e-3, beta1=0.9,
-                                       beta2=0.999, weight_decay=0.0, eps=1e-8, maximize=False, grad_scale=None,
-                                       found_inf=None)
+                vstep((v(obs[idx])[:, 0] - ret[idx]).pow(2).mean())
 
     data = {"obs": obs, "actions": act, "logp": logp_old, "adv": adv}
 
