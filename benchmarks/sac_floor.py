@@ -14,6 +14,13 @@ sample, measured here), so pgrad/SB3 at the floor = SB3's time per step / (floor
 steps/s from ``pgrad bench`` (its CPU-clock column) to get it printed:
 
     .venv/bin/python benchmarks/sac_floor.py [--sb3-pendulum STEPS_PER_S] [--sb3-halfcheetah STEPS_PER_S]
+
+Those parts are timed alone, hot in cache, best of several rounds, so their sum is optimistic against a run's
+mean steps/s. ``--loop`` instead runs the floor update inside the leanest training loop (``floor_loop``: a bare
+gymnasium env, numpy replay rows, acting with the floor's policy) on the bench rows' budgets, alternating with
+pgrad's and SB3's bench children, each a fresh one-thread process, and prints all three on the bench's CPU clock:
+
+    .venv/bin/python benchmarks/sac_floor.py --loop [--reps 3] [--rows sac-pendulum sac-halfcheetah]
 """
 
 from __future__ import annotations
@@ -164,12 +171,102 @@ def row(env_id: str, sb3: float | None) -> None:
     print(line, flush=True)
 
 
+def floor_loop(env_id: str, steps: int, ls: int, seed: int, stacked: bool = False) -> dict[str, float]:
+    """The floor update inside the leanest training loop: a bare gymnasium env, numpy replay rows, acting with
+    the floor's policy, one update per step from step ``ls - 1`` on (as pgrad and SB3). Steps/s over the steps
+    from ``ls`` to the end, timed as ``pgrad bench`` times a run (wall and CPU clock)."""
+    import time
+
+    import numpy as np
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    make, env_id = env_factory(env_id)
+    env = make()
+    D, A = env.observation_space.shape[0], env.action_space.shape[0]
+    low, high = env.action_space.low.astype(np.float32), env.action_space.high.astype(np.float32)
+    update, params = make_floor(D, A, stacked, float(np.log((high - low) / 2.0).sum()), -float(A))
+    pi = params["pi"]
+    O, Ac, R, Dc, O2 = (np.zeros((steps, *s), np.float32) for s in ((D,), (A,), (), (), (D,)))
+    tO, tA, tR, tD, tO2 = (torch.from_numpy(x) for x in (O, Ac, R, Dc, O2))
+    obs, _ = env.reset(seed=seed)
+    t0 = c0 = 0.0
+    updates = 0
+    for t in range(steps):
+        if t == ls:
+            t0, c0 = time.perf_counter(), time.process_time()
+        if t < ls:
+            a = rng.uniform(-1.0, 1.0, A).astype(np.float32)
+        else:
+            with torch.no_grad():
+                x = torch.from_numpy(np.asarray(obs, np.float32))
+                h = torch.relu_(F.linear(torch.relu_(F.linear(x, pi[0], pi[1])), pi[2], pi[3]))
+                mean, log_std = F.linear(h, pi[4], pi[5]).chunk(2, -1)
+                a = torch.tanh(mean + log_std.clamp(-20.0, 2.0).exp() * torch.randn_like(mean)).numpy()
+        next_obs, r, term, trunc, _ = env.step(low + (a + 1.0) * 0.5 * (high - low))
+        O[t], Ac[t], R[t], Dc[t], O2[t] = obs, a, r, 0.0 if term else 0.99, next_obs
+        obs = env.reset()[0] if term or trunc else next_obs
+        if t + 1 >= ls:
+            i = torch.randint(0, t + 1, (B,))
+            update({"obs": tO[i], "actions": tA[i], "rewards": tR[i], "discount": tD[i], "next_obs": tO2[i]})
+            updates += 1
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"sps": (steps - ls) / wall, "cpu_sps": (steps - ls) / cpu, "updates": updates}
+
+
+def loop(rows: list[str], reps: int) -> None:
+    """The floor loop, pgrad and SB3 on the bench's SAC rows (same budgets), each a fresh one-thread process,
+    the order rotated per repetition; steps/s on the CPU clock, median and per-repetition ratios to SB3."""
+    import json
+    import statistics
+    import subprocess
+    import sys
+
+    from pgrad.bench import ROWS, _spawn
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    for name in rows:
+        r = ROWS[name]
+        steps, ls = r.steps, r.learning_starts
+        sps: dict[str, list[float]] = {"floor": [], "pgrad": [], "sb3": []}
+        for rep in range(reps):
+            order = ["floor", "pgrad", "sb3"][rep % 3:] + ["floor", "pgrad", "sb3"][:rep % 3]
+            for lib in order:
+                if lib == "floor":
+                    spec = json.dumps({"env_id": r.env, "steps": steps, "ls": ls, "seed": rep})
+                    out = subprocess.run([sys.executable, __file__, "--loop-child", spec], capture_output=True,
+                                         text=True, env=env, check=True)
+                    res = json.loads(out.stdout.strip().splitlines()[-1])
+                else:
+                    res = _spawn({"lib": lib, "row": name, "seed": rep, "steps": steps, "ls": ls, "episodes": 1})
+                sps[lib].append(res["cpu_sps"])
+                print(f"  {name} rep {rep} {lib}: {res['cpu_sps']:.1f} steps/s (CPU clock)", flush=True)
+        med = {k: statistics.median(v) for k, v in sps.items()}
+        ratio = {k: sorted(a / b for a, b in zip(sps[k], sps["sb3"])) for k in ("floor", "pgrad")}
+        print(f"{name}: CPU-clock steps/s, median of {reps}: floor loop {med['floor']:.1f}, pgrad {med['pgrad']:.1f}, "
+              f"SB3 {med['sb3']:.1f}; over SB3 per repetition: floor loop "
+              + ", ".join(f"{x:.2f}" for x in ratio["floor"]) + "; pgrad " + ", ".join(f"{x:.2f}" for x in ratio["pgrad"]),
+              flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sb3-pendulum", type=float, default=None, help="SB3's CPU-clock steps/s on sac-pendulum")
     p.add_argument("--sb3-halfcheetah", type=float, default=None, help="SB3's CPU-clock steps/s on sac-halfcheetah")
+    p.add_argument("--loop", action="store_true", help="time the floor inside a training loop against pgrad and SB3")
+    p.add_argument("--reps", type=int, default=3, help="repetitions of --loop")
+    p.add_argument("--rows", nargs="+", default=["sac-pendulum", "sac-halfcheetah"], help="bench rows for --loop")
+    p.add_argument("--loop-child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     torch.set_num_threads(1)
+    if a.loop_child:
+        import json
+
+        print(json.dumps(floor_loop(**json.loads(a.loop_child))))
+        return
+    if a.loop:
+        loop(a.rows, a.reps)
+        return
     row("Pendulum-v1", a.sb3_pendulum)
     row("HalfCheetah-v5", a.sb3_halfcheetah)
 

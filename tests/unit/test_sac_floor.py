@@ -51,3 +51,22 @@ def test_floor_update_matches_pgrad(stacked):
         for x, y in zip(floor[key], ours[key], strict=True):
             torch.testing.assert_close(x.detach(), y.detach(), rtol=0, atol=1e-6)
     assert not torch.equal(nets["pi"].net[0].weight, theta0)  # the updates moved θ
+
+
+def test_floor_loop_runs_one_update_per_step_after_learning_starts():
+    sf = _load()
+    torch.set_num_threads(1)
+    theta = []
+    orig = sf.make_floor
+
+    def spy(*a, **k):
+        update, params = orig(*a, **k)
+        theta.append((params["pi"][0], params["pi"][0].detach().clone()))
+        return update, params
+
+    sf.make_floor = spy
+    out = sf.floor_loop("Pendulum-v1", steps=30, ls=10, seed=0)
+    assert out["updates"] == 21  # from step ls - 1 on, as pgrad and SB3
+    assert out["cpu_sps"] > 0 and out["sps"] > 0
+    w, w0 = theta[0]
+    assert not torch.equal(w.detach(), w0)  # the policy the loop acts with was trained
