@@ -48,7 +48,7 @@ def test_mlp_function_equals_the_module_and_follows_its_parameters():
 def test_policy_function_gives_the_same_distribution():
     import torch
 
-    from pgrad.core.nets import CategoricalPolicy, GaussianPolicy, policy_function
+    from pgrad.core.nets import CategoricalPolicy, GaussianPolicy, TanhGaussianPolicy, policy_function
 
     x = torch.randn(6, 4)
     cat = CategoricalPolicy(4, 3, (8,))
@@ -56,6 +56,12 @@ def test_policy_function_gives_the_same_distribution():
     gauss = GaussianPolicy(4, 2, (8,), log_std_init=-0.5)
     d1, d2 = policy_function(gauss)(x), gauss(x)
     assert torch.equal(d1.mean, d2.mean) and torch.equal(d1.log_std, d2.log_std)
+    squashed = TanhGaussianPolicy(4, 2, (8,), log_std_min=-1.0, log_std_max=0.1)
+    with torch.no_grad():
+        squashed.net[-1].bias.copy_(torch.tensor([0.0, 0.0, 3.0, -3.0]))  # log σ beyond both clamps
+    d1, d2 = policy_function(squashed)(x), squashed(x)
+    assert torch.equal(d1.base.mean, d2.base.mean) and torch.equal(d1.base.log_std, d2.base.log_std)
+    assert d1.base.log_std.max() == 0.1 and d1.base.log_std.min() == -1.0
 
 
 def test_clip_grad_norm_matches_torch_bit_for_bit():

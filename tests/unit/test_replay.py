@@ -86,3 +86,21 @@ def test_large_buffer_is_resident_only_as_it_fills():
     assert rss_mib() - before < 40
     assert float(buf.fields["obs"][::997].abs().sum()) == 0.0 and buf.fields["obs"].dtype == torch.float32
     assert buf.fields["terminated"].dtype == torch.bool and not bool(buf.fields["terminated"].any())
+
+
+@pytest.mark.parametrize("N,T", [(1, 30), (1, 130), (3, 30), (3, 130)])
+def test_sampled_indices_and_rows_are_the_oldest_first_uniform_draw(N, T):
+    """sample_index maps one randint draw k onto (row, env) = ((oldest + k // N) % rows, k % N), on its N = 1
+    fast path too, and gather returns exactly those stored rows."""
+    buf = ReplayBuffer(100 * N, N, (3,), (2,), gamma=0.9)
+    fill(buf, T, N)
+    start = buf.pos if buf.full else 0
+    torch.manual_seed(4)
+    rows, envs = buf.sample_index(256)
+    torch.manual_seed(4)
+    k = torch.randint(0, buf.valid_rows() * N, (256,))
+    assert torch.equal(rows, (start + k // N) % buf.rows) and torch.equal(envs, k % N)
+    out = buf.gather(rows, envs)
+    for name in ("obs", "actions", "rewards", "terminated", "next_obs"):
+        assert torch.equal(out[name], buf.fields[name][rows, envs])
+    assert torch.equal(out["discount"], 0.9 * (~buf.fields["terminated"][rows, envs]).float())

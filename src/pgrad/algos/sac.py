@@ -59,7 +59,7 @@ from pgrad.core.losses import (
     soft_v_target,
     temperature_loss,
 )
-from pgrad.core.nets import ActionBounds, Activation, StackedQ, TanhGaussianPolicy, ValueNet
+from pgrad.core.nets import ActionBounds, Activation, StackedQ, TanhGaussianPolicy, ValueNet, policy_function
 from pgrad.core.targets import frozen_copy, polyak_update
 from pgrad.data.replay import ReplayBuffer
 from pgrad.envs import EnvSpec
@@ -225,7 +225,7 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     replay = ReplayBuffer(cfg.buffer_size, N, (spec.obs_dim,), (A,), gamma=cfg.gamma, device=cfg.device)
     run.track(nets=nets, opt=opt, replay=replay)
     target_entropy = float(-A) if cfg.target_entropy is None else cfg.target_entropy
-    pi, bounds = nets["pi"], nets["bounds"]
+    pi, bounds = policy_function(nets["pi"]), nets["bounds"]  # acting without nn.Module overhead
     step_fn = torch.compile(update) if cfg.compile else update
     while run.step < cfg.steps:
         obs = envs.obs

@@ -296,8 +296,9 @@ def mlp_function(seq: nn.Sequential) -> Callable[[torch.Tensor], torch.Tensor]:
     return forward
 
 
-def policy_function(pi: nn.Module) -> Callable[[torch.Tensor], Categorical | DiagGaussian]:
-    """obs -> π(.|s), the same distribution as ``pi(obs)`` for a CategoricalPolicy or GaussianPolicy, computed
+def policy_function(pi: nn.Module) -> Callable[[torch.Tensor], Categorical | DiagGaussian | TanhGaussian]:
+    """obs -> π(.|s), the same distribution as ``pi(obs)`` for a CategoricalPolicy, GaussianPolicy or
+    TanhGaussianPolicy, computed
     through ``mlp_function`` (for acting one step at a time); other policies are returned as they are."""
     if isinstance(pi, CategoricalPolicy):
         f = mlp_function(pi.logits)
@@ -305,4 +306,12 @@ def policy_function(pi: nn.Module) -> Callable[[torch.Tensor], Categorical | Dia
     if isinstance(pi, GaussianPolicy):
         f = mlp_function(pi.mean)
         return lambda obs: DiagGaussian(f(obs), pi.log_std)
+    if isinstance(pi, TanhGaussianPolicy):
+        g = mlp_function(pi.net)
+
+        def tanh_gaussian(obs: torch.Tensor) -> TanhGaussian:
+            mean, log_std = g(obs).chunk(2, -1)
+            return TanhGaussian(mean, log_std.clamp(pi.log_std_min, pi.log_std_max))
+
+        return tanh_gaussian
     return pi

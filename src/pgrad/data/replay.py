@@ -94,17 +94,20 @@ class ReplayBuffer:
             raise RuntimeError("replay buffer has no complete transitions yet")
         start = self.pos if self.full else 0  # oldest row
         k = torch.randint(0, n_rows * self.N, (batch_size,), device=self.device)
+        if self.N == 1:  # the same indices with fewer ops: k // 1 = k, k % 1 = 0, and k < rows when start = 0
+            return (k + start) % self.rows if start else k, torch.zeros_like(k)
         rows = (start + k // self.N) % self.rows
         return rows, k % self.N
 
     def gather(self, rows: torch.Tensor, envs: torch.Tensor) -> dict[str, torch.Tensor]:
         """n-step transitions starting at (rows, envs); see the module docstring."""
         f = self.fields
-        out = {name: t[rows, envs] for name, t in f.items() if name not in ("rewards", "next_obs", "truncated")}
+        flat = rows if self.N == 1 else rows * self.N + envs  # row-major [C, N] -> one index into C * N rows
+        out = {name: t.flatten(0, 1).index_select(0, flat) for name, t in f.items()
+               if name not in ("rewards", "next_obs", "truncated")}
         if self.n_step == 1:
-            out["rewards"] = f["rewards"][rows, envs]
-            out["next_obs"] = f["next_obs"][rows, envs]
-            out["terminated"] = f["terminated"][rows, envs]
+            out["rewards"] = f["rewards"].flatten(0, 1).index_select(0, flat)
+            out["next_obs"] = f["next_obs"].flatten(0, 1).index_select(0, flat)
             out["discount"] = self.gamma * (~out["terminated"]).float()
             return out
         n = self.n_step
