@@ -16,6 +16,13 @@ SB3. The same two networks stacked into one batched matmul per layer (``Stacked`
 fewer, larger ops, a lower floor. Pass SB3's measured steps/s (from ``pgrad bench``) to get the bound printed:
 
     .venv/bin/python benchmarks/onpolicy_floor.py [--sb3-a2c S] [--sb3-ppo S] [--sb3-ppo-pendulum S] [--sb3-trpo S]
+
+Those parts are timed alone, hot in cache, best of several rounds, so their sum is optimistic against a run's
+mean steps/s. ``--loop`` runs the a2c-cartpole row (the one whose stacked floor passes 3x) as one whole loop of
+the fewest eager ops (``a2c_loop``), stacked and separate, alternating with pgrad's and SB3's bench children,
+each a fresh one-thread process, timed as the bench times a run:
+
+    .venv/bin/python benchmarks/onpolicy_floor.py --loop [--reps 3]
 """
 
 from __future__ import annotations
@@ -345,12 +352,141 @@ def returns_floor(T: int, n: int, nstep: bool) -> tuple[float, float]:
     return best_cpu_ms(floor, n=reps), best_cpu_ms(lambda: a2c.returns(ro, nets["v"], cfg), n=reps)
 
 
+def a2c_loop(steps: int = STEPS, seed: int = 0, stacked: bool = True) -> dict[str, float]:
+    """The a2c-cartpole row as one loop of the fewest eager ops: 8 CartPole envs, 5 steps per update, acting with
+    the policy alone (Gumbel-max), n-step returns bootstrapped from V(s') at truncation and at the rollout's end,
+    the A2C loss, clipping and RMSprop, with the networks stacked (``Stacked``, the faster floor) or separate.
+    Steps/s over the whole loop, as ``pgrad bench`` times an on-policy run (wall and CPU clock), and the mean
+    return of the last 20 episodes (it learns: a check that the loop is A2C)."""
+    import time
+
+    torch.manual_seed(seed)
+    T = 5
+    envs = [gym.make("CartPole-v1") for _ in range(N)]
+    obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)]).astype(np.float32)
+    if stacked:
+        st = Stacked()
+        params, forward = st.params, st
+        w1, b1, w2, b2, w3, b3 = (p[0] for p in st.params)  # the policy member, for acting
+
+        def policy(x: torch.Tensor) -> torch.Tensor:
+            return torch.addmm(b3[0], torch.tanh(torch.addmm(b2[0], torch.tanh(torch.addmm(b1[0], x, w1)), w2)), w3)
+
+        def value(x: torch.Tensor) -> torch.Tensor:
+            return forward(x)[1]
+    else:
+        pi, v = net(2), net(1)
+        params = list(pi.parameters()) + list(v.parameters())
+
+        def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return pi(x), v(x)[..., 0]
+
+        policy, value = pi, (lambda x: v(x)[..., 0])
+    with torch.no_grad():  # orthogonal init as SB3's and pgrad's: gain sqrt 2 inside, 0.01 (policy) and 1 (value) out
+        gains = (math.sqrt(2), math.sqrt(2))
+        if stacked:  # [w, b] per layer, each [2, ...]: member 0 the policy, member 1 the value
+            for i, w in enumerate(params[0::2]):
+                for k in range(2):
+                    nn.init.orthogonal_(w[k], gains[i] if i < 2 else (0.01, 1.0)[k])
+            members = [params[1::2]]
+        else:
+            for layers, out_gain in ((pi, 0.01), (v, 1.0)):
+                for i, m in enumerate(m for m in layers if isinstance(m, nn.Linear)):
+                    nn.init.orthogonal_(m.weight, gains[i] if i < 2 else out_gain)
+            members = [[m.bias for m in layers if isinstance(m, nn.Linear)] for layers in (pi, v)]
+        for b in (b for bs in members for b in bs):
+            b.zero_()
+    opt = RMSpropStep(params)
+    O, A = torch.zeros(T, N, 4), torch.zeros(T, N, dtype=torch.long)
+    R, TE, TR, NO = np.zeros((T, N), np.float32), np.zeros((T, N), bool), np.zeros((T, N), bool), \
+        np.zeros((T, N, 4), np.float32)
+    tR, tTE, tTR, tNO = (torch.from_numpy(x) for x in (R, TE, TR, NO))
+    ep_ret, finished = np.zeros(N), []
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(steps // (N * T)):
+        with torch.no_grad():
+            for t in range(T):
+                x = torch.from_numpy(obs)
+                O[t] = x
+                logits = torch.log_softmax(policy(x), -1)
+                a = (logits - torch.rand_like(logits).clamp_(1e-20, 1.0).log_().neg_().log_()).argmax(-1)
+                A[t] = a
+                for i, (e, ai) in enumerate(zip(envs, a.tolist())):
+                    o, r, te, tr, _ = e.step(ai)
+                    R[t, i], TE[t, i], TR[t, i], NO[t, i] = r, te, tr, o
+                    if te or tr:
+                        o, _ = e.reset()
+                        finished.append(ep_ret[i] + r)
+                        ep_ret[i] = -r
+                    obs[i] = o
+                ep_ret += R[t]
+            vn = value(tNO.reshape(T * N, 4)).reshape(T, N)
+            coef = 0.99 * (~tTE).float()
+            done, rs, cs, vs = (tTE | tTR).unbind(0), tR.unbind(0), coef.unbind(0), vn.unbind(0)
+            acc = rs[-1] + cs[-1] * vs[-1]
+            out = [acc]
+            for t in range(T - 2, -1, -1):
+                acc = rs[t] + cs[t] * torch.where(done[t], vs[t], acc)
+                out.append(acc)
+            ret = torch.stack(out[::-1]).reshape(-1)
+        logits, val = forward(O.reshape(T * N, 4))
+        logp = logits.log_softmax(-1).gather(1, A.reshape(-1, 1)).squeeze(1)
+        opt(-(logp * (ret - val.detach())).mean() + 0.5 * (ret - val).pow(2).mean())
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    n = steps // (N * T) * N * T
+    return {"sps": n / wall, "cpu_sps": n / cpu, "episodes": len(finished),
+            "last_returns": float(np.mean(finished[-20:])) if finished else float("nan")}
+
+
+def loop(reps: int) -> None:
+    """``a2c_loop`` (stacked and separate), pgrad and SB3 on the a2c-cartpole row, each a fresh one-thread
+    process, the order rotated per repetition; steps/s over the run and per-repetition ratios to SB3."""
+    import json
+    import statistics
+    import subprocess
+    import sys
+
+    from pgrad.bench import ROWS, _spawn
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    libs = ["stacked floor", "floor", "pgrad", "sb3"]
+    sps: dict[str, list[float]] = {k: [] for k in libs}
+    for rep in range(reps):
+        for lib in libs[rep % 4:] + libs[:rep % 4]:
+            if "floor" in lib:
+                spec = json.dumps({"steps": STEPS, "seed": rep, "stacked": lib == "stacked floor"})
+                out = subprocess.run([sys.executable, __file__, "--loop-child", spec], capture_output=True, text=True,
+                                     env=env, check=True)
+                res = json.loads(out.stdout.strip().splitlines()[-1])
+            else:
+                res = _spawn({"lib": lib, "row": "a2c-cartpole", "seed": rep, "steps": ROWS["a2c-cartpole"].steps,
+                              "ls": 0, "episodes": 1})
+            sps[lib].append(res["sps"])
+            print(f"  a2c-cartpole rep {rep} {lib}: {res['sps']:,.0f} steps/s", flush=True)
+    med = {k: statistics.median(v) for k, v in sps.items()}
+    print(f"a2c-cartpole: steps/s, median of {reps}: " + ", ".join(f"{k} {v:,.0f}" for k, v in med.items())
+          + "; over SB3 per repetition: " + "; ".join(
+              f"{k} " + ", ".join(f"{x:.2f}" for x in sorted(a / b for a, b in zip(sps[k], sps["sb3"])))
+              for k in libs[:3]), flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for row in ("a2c", "ppo", "ppo-pendulum", "trpo"):
         p.add_argument(f"--sb3-{row}", type=float, default=None, help=f"SB3's steps/s on the {row} row")
+    p.add_argument("--loop", action="store_true", help="time the a2c-cartpole row as one floor loop against SB3")
+    p.add_argument("--reps", type=int, default=3, help="repetitions of --loop")
+    p.add_argument("--loop-child", default=None, help=argparse.SUPPRESS)
     a = vars(p.parse_args())
     torch.set_num_threads(1)
+    if a["loop_child"]:
+        import json
+
+        print(json.dumps(a2c_loop(**json.loads(a["loop_child"]))))
+        return
+    if a["loop"]:
+        loop(a["reps"])
+        return
     coll = {"CartPole-v1/8": collect_floor(), "Pendulum-v1/4": collect_floor("Pendulum-v1", 4),
             "CartPole-v1/2": collect_floor(n=2)}
     for key, (low, ours) in coll.items():
