@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
@@ -19,3 +21,15 @@ QUIET = dict(progress=False, tensorboard=False)
 @pytest.fixture
 def quiet() -> dict:
     return dict(QUIET)
+
+
+@pytest.fixture
+def benchmark_script():
+    """load(name): benchmarks/<name>.py as a module (the floor scripts are files, not a package)."""
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load

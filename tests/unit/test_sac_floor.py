@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from pgrad.algos import sac
 from pgrad.envs import describe, env_factory
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("sac_floor", ROOT / "benchmarks" / "sac_floor.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 @pytest.mark.parametrize("stacked", [True, False])
-def test_floor_update_matches_pgrad(stacked):
-    sf = _load()
+def test_floor_update_matches_pgrad(stacked, benchmark_script):
+    sf = benchmark_script("sac_floor")
     make, env_id = env_factory("Pendulum-v1")
     spec = describe(make(), env_id)
     cfg = sac.Config(version="auto", batch_size=32, hidden=(sf.H, sf.H), lr=1e-3)
@@ -53,9 +41,8 @@ def test_floor_update_matches_pgrad(stacked):
     assert not torch.equal(nets["pi"].net[0].weight, theta0)  # the updates moved θ
 
 
-def test_floor_loop_runs_one_update_per_step_after_learning_starts():
-    sf = _load()
-    torch.set_num_threads(1)
+def test_floor_loop_runs_one_update_per_step_after_learning_starts(benchmark_script):
+    sf = benchmark_script("sac_floor")
     theta = []
     orig = sf.make_floor
 
