@@ -298,8 +298,8 @@ def mlp_function(seq: nn.Sequential) -> Callable[[torch.Tensor], torch.Tensor]:
 
 def policy_function(pi: nn.Module) -> Callable[[torch.Tensor], Categorical | DiagGaussian | TanhGaussian]:
     """obs -> π(.|s), the same distribution as ``pi(obs)`` for a CategoricalPolicy, GaussianPolicy or
-    TanhGaussianPolicy, computed
-    through ``mlp_function`` (for acting one step at a time); other policies are returned as they are."""
+    TanhGaussianPolicy, computed through ``mlp_function`` (for acting one step at a time); other policies are
+    returned as they are."""
     if isinstance(pi, CategoricalPolicy):
         f = mlp_function(pi.logits)
         return lambda obs: Categorical(f(obs))

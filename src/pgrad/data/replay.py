@@ -103,11 +103,13 @@ class ReplayBuffer:
         """n-step transitions starting at (rows, envs); see the module docstring."""
         f = self.fields
         flat = rows if self.N == 1 else rows * self.N + envs  # row-major [C, N] -> one index into C * N rows
-        out = {name: t.flatten(0, 1).index_select(0, flat) for name, t in f.items()
-               if name not in ("rewards", "next_obs", "truncated")}
+
+        def take(name: str) -> torch.Tensor:
+            return f[name].flatten(0, 1).index_select(0, flat)
+
+        out = {name: take(name) for name in f if name not in ("rewards", "next_obs", "truncated")}
         if self.n_step == 1:
-            out["rewards"] = f["rewards"].flatten(0, 1).index_select(0, flat)
-            out["next_obs"] = f["next_obs"].flatten(0, 1).index_select(0, flat)
+            out["rewards"], out["next_obs"] = take("rewards"), take("next_obs")
             out["discount"] = self.gamma * (~out["terminated"]).float()
             return out
         n = self.n_step
