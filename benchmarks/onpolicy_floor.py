@@ -441,33 +441,14 @@ def a2c_loop(steps: int = STEPS, seed: int = 0, stacked: bool = True) -> dict[st
 def loop(reps: int) -> None:
     """``a2c_loop`` (stacked and separate), pgrad and SB3 on the a2c-cartpole row, each a fresh one-thread
     process, the order rotated per repetition; steps/s over the run and per-repetition ratios to SB3."""
-    import json
-    import statistics
-    import subprocess
-    import sys
+    from pgrad.bench import ROWS, _spawn, alternate, ratios_line, script_child
 
-    from pgrad.bench import ROWS, _spawn
-
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    libs = ["stacked floor", "floor", "pgrad", "sb3"]
-    sps: dict[str, list[float]] = {k: [] for k in libs}
-    for rep in range(reps):
-        for lib in libs[rep % 4:] + libs[:rep % 4]:
-            if "floor" in lib:
-                spec = json.dumps({"steps": STEPS, "seed": rep, "stacked": lib == "stacked floor"})
-                out = subprocess.run([sys.executable, __file__, "--loop-child", spec], capture_output=True, text=True,
-                                     env=env, check=True)
-                res = json.loads(out.stdout.strip().splitlines()[-1])
-            else:
-                res = _spawn({"lib": lib, "row": "a2c-cartpole", "seed": rep, "steps": ROWS["a2c-cartpole"].steps,
-                              "ls": 0, "episodes": 1})
-            sps[lib].append(res["sps"])
-            print(f"  a2c-cartpole rep {rep} {lib}: {res['sps']:,.0f} steps/s", flush=True)
-    med = {k: statistics.median(v) for k, v in sps.items()}
-    print(f"a2c-cartpole: steps/s, median of {reps}: " + ", ".join(f"{k} {v:,.0f}" for k, v in med.items())
-          + "; over SB3 per repetition: " + "; ".join(
-              f"{k} " + ", ".join(f"{x:.2f}" for x in sorted(a / b for a, b in zip(sps[k], sps["sb3"])))
-              for k in libs[:3]), flush=True)
+    runs = {f"{kind} floor": lambda rep, st=st: script_child(__file__, {"steps": STEPS, "seed": rep, "stacked": st})
+            for kind, st in (("stacked", True), ("separate", False))}
+    for lib in ("pgrad", "sb3"):
+        runs[lib] = lambda rep, lib=lib: _spawn({"lib": lib, "row": "a2c-cartpole", "seed": rep, "ls": 0,
+                                                 "steps": ROWS["a2c-cartpole"].steps, "episodes": 1})
+    print("a2c-cartpole: " + ratios_line(alternate(runs, reps, "sps")), flush=True)
 
 
 def main() -> None:

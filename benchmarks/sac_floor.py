@@ -217,36 +217,17 @@ def floor_loop(env_id: str, steps: int, ls: int, seed: int, stacked: bool = Fals
 def loop(rows: list[str], reps: int) -> None:
     """The floor loop, pgrad and SB3 on the bench's SAC rows (same budgets), each a fresh one-thread process,
     the order rotated per repetition; steps/s on the CPU clock, median and per-repetition ratios to SB3."""
-    import json
-    import statistics
-    import subprocess
-    import sys
+    from pgrad.bench import ROWS, _spawn, alternate, ratios_line, script_child
 
-    from pgrad.bench import ROWS, _spawn
-
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     for name in rows:
         r = ROWS[name]
         steps, ls = r.steps, r.learning_starts
-        sps: dict[str, list[float]] = {"floor": [], "pgrad": [], "sb3": []}
-        for rep in range(reps):
-            order = ["floor", "pgrad", "sb3"][rep % 3:] + ["floor", "pgrad", "sb3"][:rep % 3]
-            for lib in order:
-                if lib == "floor":
-                    spec = json.dumps({"env_id": r.env, "steps": steps, "ls": ls, "seed": rep})
-                    out = subprocess.run([sys.executable, __file__, "--loop-child", spec], capture_output=True,
-                                         text=True, env=env, check=True)
-                    res = json.loads(out.stdout.strip().splitlines()[-1])
-                else:
-                    res = _spawn({"lib": lib, "row": name, "seed": rep, "steps": steps, "ls": ls, "episodes": 1})
-                sps[lib].append(res["cpu_sps"])
-                print(f"  {name} rep {rep} {lib}: {res['cpu_sps']:.1f} steps/s (CPU clock)", flush=True)
-        med = {k: statistics.median(v) for k, v in sps.items()}
-        ratio = {k: sorted(a / b for a, b in zip(sps[k], sps["sb3"])) for k in ("floor", "pgrad")}
-        print(f"{name}: CPU-clock steps/s, median of {reps}: floor loop {med['floor']:.1f}, pgrad {med['pgrad']:.1f}, "
-              f"SB3 {med['sb3']:.1f}; over SB3 per repetition: floor loop "
-              + ", ".join(f"{x:.2f}" for x in ratio["floor"]) + "; pgrad " + ", ".join(f"{x:.2f}" for x in ratio["pgrad"]),
-              flush=True)
+        runs = {"floor loop": lambda rep: script_child(__file__, {"env_id": r.env, "steps": steps, "ls": ls,
+                                                                   "seed": rep})}
+        for lib in ("pgrad", "sb3"):
+            runs[lib] = lambda rep, lib=lib: _spawn({"lib": lib, "row": name, "seed": rep, "steps": steps, "ls": ls,
+                                                     "episodes": 1})
+        print(f"{name}: CPU clock, " + ratios_line(alternate(runs, reps, "cpu_sps")), flush=True)
 
 
 def main() -> None:

@@ -299,6 +299,43 @@ def best_cpu_ms(f: Callable[[], Any], n: int, rounds: int = 5) -> float:
     return best
 
 
+def alternate(
+    runs: dict[str, Callable[[int], dict[str, Any]]], reps: int, key: str, say: Callable[[str], None] = print
+) -> dict[str, list[float]]:
+    """Each run once per repetition (called with the repetition), the order rotated by one each time so drift in
+    machine load hits all of them; ``key`` of each result, per run (benchmarks/*_floor.py --loop)."""
+    names = list(runs)
+    out: dict[str, list[float]] = {k: [] for k in names}
+    for rep in range(reps):
+        for name in names[rep % len(names) :] + names[: rep % len(names)]:
+            out[name].append(runs[name](rep)[key])
+            say(f"  rep {rep} {name}: {out[name][-1]:,.1f} steps/s")
+    return out
+
+
+def script_child(path: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """``python path --loop-child JSON`` as a fresh one-thread process; its last stdout line, parsed."""
+    out = subprocess.run(
+        [sys.executable, path, "--loop-child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1"),
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def ratios_line(sps: dict[str, list[float]], ref: str = "sb3") -> str:
+    """Median steps/s per run, and each run's per-repetition ratios to ``ref``, sorted."""
+    med = ", ".join(f"{k} {statistics.median(v):,.1f}" for k, v in sps.items())
+    per = "; ".join(
+        f"{k} " + ", ".join(f"{x:.2f}" for x in sorted(a / b for a, b in zip(v, sps[ref])))
+        for k, v in sps.items()
+        if k != ref
+    )
+    return f"steps/s, median of {len(sps[ref])}: {med}; over {ref} per repetition: {per}"
+
+
 def rss_mib() -> float:
     """This process's resident memory now (VmRSS), MiB; Linux only (benchmarks/soak.py samples it too)."""
     with open("/proc/self/status") as f:

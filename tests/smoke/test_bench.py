@@ -156,3 +156,18 @@ def test_best_cpu_ms_warms_up_then_takes_the_best_round():
     ms = bench.best_cpu_ms(lambda: calls.append(sum(range(2000))), n=30, rounds=4)
     assert len(calls) == 10 + 30 * 4  # max(30 // 3, 10) warm-up calls, then 4 rounds of 30
     assert 0.0 < ms < 100.0 and math.isfinite(ms)
+
+
+def test_alternate_rotates_the_order_and_ratios_line_reports_each_run_against_sb3():
+    calls = []
+
+    def run(name, sps):
+        return lambda rep: calls.append((rep, name)) or {"sps": sps * (rep + 1)}
+
+    sps = bench.alternate({"floor": run("floor", 30.0), "pgrad": run("pgrad", 20.0), "sb3": run("sb3", 10.0)}, 3,
+                          "sps", say=lambda _: None)
+    assert [n for _, n in calls] == ["floor", "pgrad", "sb3", "pgrad", "sb3", "floor", "sb3", "floor", "pgrad"]
+    assert [r for r, _ in calls] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert sps == {"floor": [30.0, 60.0, 90.0], "pgrad": [20.0, 40.0, 60.0], "sb3": [10.0, 20.0, 30.0]}
+    line = bench.ratios_line(sps)
+    assert "floor 60.0, pgrad 40.0, sb3 20.0" in line and "floor 3.00, 3.00, 3.00; pgrad 2.00, 2.00, 2.00" in line
