@@ -1,0 +1,150 @@
+"""Gymnasium ids and spaces: resolving an env (id, instance or factory), describing its spaces as an EnvSpec,
+and mapping actions between a policy's range and the env's bounds."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from pgrad.errors import EnvError
+
+EnvLike = Any  # a Gymnasium id, a gymnasium.Env instance, or a zero-argument factory
+
+
+# ----------------------------------------------------------------------------- resolving and describing
+def env_factory(env: EnvLike, **make_kwargs: Any) -> tuple[Callable[[], gym.Env], str]:
+    """Return (zero-argument factory, display id) for an id, an instance or a factory."""
+    if isinstance(env, str):
+        env_id = env
+        _make(env_id, **make_kwargs).close()  # fail early with a clear message
+
+        def factory() -> gym.Env:
+            return _make(env_id, **make_kwargs)
+
+        return factory, env_id
+    if isinstance(env, gym.Env):
+        template = env
+        env_id = template.spec.id if template.spec is not None else type(template.unwrapped).__name__
+
+        def factory() -> gym.Env:
+            return copy.deepcopy(template)
+
+        return factory, env_id
+    if callable(env):
+        probe = env()
+        if not isinstance(probe, gym.Env):
+            raise EnvError(f"the env factory returned {type(probe).__name__}, not a gymnasium.Env")
+        env_id = probe.spec.id if probe.spec is not None else type(probe.unwrapped).__name__
+        probe.close()
+        return env, env_id
+    raise EnvError(f"env must be a Gymnasium id, a gymnasium.Env or a factory, got {type(env).__name__}")
+
+
+def _make(env_id: str, **kwargs: Any) -> gym.Env:
+    try:
+        return gym.make(env_id, **kwargs)
+    except gym.error.Error:
+        close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `pgrad list --envs` shows the registered ids"
+        raise EnvError(f"unknown environment {env_id!r}{hint}") from None
+    except ModuleNotFoundError as e:
+        raise EnvError(f"cannot make {env_id!r}: {e.msg}; install the package that registers it") from None
+    except (ImportError, gym.error.DependencyNotInstalled) as e:
+        msg = str(e).splitlines()[0]
+        raise EnvError(f"cannot make {env_id!r}: {msg}") from None
+    except (TypeError, ValueError) as e:  # an id gym cannot parse (".:x": a relative import), or bad kwargs
+        msg = (str(e).splitlines() or [""])[0]
+        raise EnvError(f"cannot make {env_id!r}: {type(e).__name__}: {msg}") from None
+
+
+@dataclass
+class EnvSpec:
+    """What networks need to know about an env: observation size and the action space."""
+
+    env_id: str
+    obs_dim: int
+    obs_kind: str  # "box" or "discrete" (one-hot encoded)
+    n_obs_discrete: int  # number of discrete observations when obs_kind == "discrete"
+    action_kind: str  # "discrete" or "box"
+    n_actions: int  # discrete: number of actions; box: action dimension
+    act_low: np.ndarray | None = None
+    act_high: np.ndarray | None = None
+    max_episode_steps: int | None = None
+
+    @property
+    def act_dim(self) -> int:
+        return self.n_actions
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        for k in ("act_low", "act_high"):
+            if d[k] is not None:
+                d[k] = np.asarray(d[k]).tolist()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EnvSpec:
+        d = dict(d)
+        for k in ("act_low", "act_high"):
+            if d.get(k) is not None:
+                d[k] = np.asarray(d[k], dtype=np.float32)
+        return cls(**d)
+
+
+def describe(env: gym.Env, env_id: str) -> EnvSpec:
+    """Build an EnvSpec, raising EnvError for spaces pgrad does not handle."""
+    obs_space, act_space = env.observation_space, env.action_space
+    if isinstance(obs_space, gym.spaces.Box):
+        obs_kind, obs_dim, n_obs = "box", int(np.prod(obs_space.shape)), 0
+    elif isinstance(obs_space, gym.spaces.Discrete):
+        obs_kind, obs_dim, n_obs = "discrete", int(obs_space.n), int(obs_space.n)
+    else:
+        raise EnvError(
+            f"{env_id}: observation space {type(obs_space).__name__} is not supported; wrap the env with "
+            "gymnasium.wrappers.FlattenObservation to get a Box"
+        )
+    if isinstance(act_space, gym.spaces.Discrete):
+        if act_space.start != 0:
+            raise EnvError(f"{env_id}: Discrete action spaces must start at 0 (got start={act_space.start})")
+        return EnvSpec(env_id, obs_dim, obs_kind, n_obs, "discrete", int(act_space.n),
+                       max_episode_steps=_max_steps(env))
+    if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
+        low, high = act_space.low.astype(np.float32), act_space.high.astype(np.float32)
+        if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+            raise EnvError(f"{env_id}: Box action space must have finite bounds to rescale actions")
+        return EnvSpec(env_id, obs_dim, obs_kind, n_obs, "box", int(act_space.shape[0]), low, high,
+                       max_episode_steps=_max_steps(env))
+    raise EnvError(
+        f"{env_id}: action space {act_space} is not supported; pgrad handles Discrete and 1-D Box actions"
+    )
+
+
+def _max_steps(env: gym.Env) -> int | None:
+    return env.spec.max_episode_steps if env.spec is not None else None
+
+
+def check_action_space(spec: EnvSpec, algo: str, supported: tuple[str, ...]) -> None:
+    if spec.action_kind not in supported:
+        kind = "Discrete" if spec.action_kind == "discrete" else "Box (continuous)"
+        ok = " or ".join("Discrete" if s == "discrete" else "Box" for s in supported)
+        raise EnvError(
+            f"{algo} does not support {kind} actions of {spec.env_id}; it needs {ok} actions "
+            f"(`pgrad list` shows which algorithms fit)"
+        )
+
+
+# ----------------------------------------------------------------------------- action conversion
+def scale_action(a: np.ndarray, spec: EnvSpec) -> np.ndarray:
+    """Map actions in [-1, 1] (tanh-squashed or deterministic policies) to the env's [low, high]."""
+    return spec.act_low + (a + 1.0) * 0.5 * (spec.act_high - spec.act_low)
+
+
+def clip_action(a: np.ndarray, spec: EnvSpec) -> np.ndarray:
+    """Clip unbounded Gaussian samples to the env's bounds (the learner keeps the unclipped sample)."""
+    return np.clip(a, spec.act_low, spec.act_high)
