@@ -11,7 +11,7 @@ PIP    := $(PY) -m pip
 # CPU wheel of torch is at hand (PyPI's Linux torch is the CUDA build)
 PIP_ARGS ?=
 PIP_INSTALL := $(PIP) install --disable-pip-version-check -q -c constraints.txt $(PIP_ARGS)
-TEST_EXTRAS := dev,marl,ray,video
+TEST_EXTRAS := dev,marl,ray,video,atari,minatar
 
 .PHONY: demo test test-quick test-learning bench lint docs clean
 

@@ -19,7 +19,9 @@ from pgrad.envs import (
     _encode_one,
     check_action_space,
     describe,
+    encode_obs,
     env_factory,
+    evaluation_factory,
     run_episodes,
 )
 from pgrad.errors import CheckpointError, ConfigError, EnvError, NumericsError, PgradError
@@ -68,19 +70,23 @@ class Agent:
     def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
         """Env actions for one observation or a batch [B, ...] (deterministic: the mode / no noise)."""
         arr = np.asarray(obs)
-        single = arr.ndim == 0 if self.spec.obs_kind == "discrete" else arr.ndim == 1
-        batch = arr.reshape(1, *arr.shape) if single else arr
-        enc = np.stack([_encode_one(self.spec, o) for o in batch]) if self.spec.obs_kind == "discrete" \
-            else batch.reshape(batch.shape[0], -1).astype(np.float32)
-        enc = self.obs_norm(enc, update=False)
+        if self.spec.is_image:  # frames as the env gives them (HWC or CHW), one or a batch
+            single = arr.ndim < 4 and arr.size == self.spec.obs_dim
+            enc = encode_obs(self.spec, arr, batch=True)
+        else:
+            single = arr.ndim == 0 if self.spec.obs_kind == "discrete" else arr.ndim == 1
+            batch = arr.reshape(1, *arr.shape) if single else arr
+            enc = np.stack([_encode_one(self.spec, o) for o in batch]) if self.spec.obs_kind == "discrete" \
+                else batch.reshape(batch.shape[0], -1).astype(np.float32)
+            enc = self.obs_norm(enc, update=False)
         with torch.no_grad():
-            a = self.module.act(self.nets, torch.as_tensor(enc, dtype=torch.float32, device=self.device),
-                                deterministic)
+            a = self.module.act(self.nets, torch.as_tensor(enc, device=self.device), deterministic)
         return a[0] if single else a
 
     def evaluate(self, episodes: int = 10, seed: int = 12_345, env: EnvLike | None = None) -> EvalResult:
-        """Mean undiscounted return of ``episodes`` fresh episodes with deterministic actions."""
-        factory = self._factory(env)
+        """Mean undiscounted return of ``episodes`` fresh episodes with deterministic actions (Atari: full games,
+        raw score)."""
+        factory = evaluation_factory(self._factory(env))
         rets = run_episodes(lambda o: self.module.act(self.nets, o, True), factory, self.spec, episodes, seed,
                             obs_norm=self.obs_norm, device=self.device)
         return EvalResult(float(np.mean(rets)), float(np.std(rets)), rets)
@@ -189,6 +195,10 @@ def _check_same_spaces(saved: EnvSpec, new: EnvSpec, what: str) -> None:
             f"{what} was trained on {saved.env_id} (obs {saved.obs_dim}, {saved.action_kind} actions "
             f"{saved.n_actions}) but the env given is {new.env_id} (obs {new.obs_dim}, {new.action_kind} actions "
             f"{new.n_actions})")
+    if (saved.obs_kind, tuple(saved.obs_shape), saved.obs_dtype) != (new.obs_kind, tuple(new.obs_shape), new.obs_dtype):
+        raise EnvError(f"{what} was trained on {saved.env_id} with {saved.obs_kind} observations "
+                       f"{'x'.join(map(str, saved.obs_shape))} of {saved.obs_dtype} but the env given ({new.env_id}) "
+                       f"has {new.obs_kind} observations {'x'.join(map(str, new.obs_shape))} of {new.obs_dtype}")
     if saved.obs_kind != new.obs_kind:
         raise EnvError(f"{what} was trained on {saved.env_id} with {saved.obs_kind} observations but the env given "
                        f"({new.env_id}) has {new.obs_kind} observations")
@@ -289,9 +299,29 @@ def prepare(algo: str, env: EnvLike | None = None, *, steps: int | None = None, 
     spec = describe_env(probe, env_id)
     probe.close()
     check_action_space(spec, algo, module.SPACES)
+    _check_observations(spec, algo, module, cfg)
     if ckpt is not None:
         _check_same_spaces(spec_cls.from_dict(ckpt["spec"]), spec, str(run_dir))
     return module, algo, cfg, factory, spec, run_dir, ckpt
+
+
+def _check_observations(spec: Any, algo: str, module: Any, cfg: Any) -> None:
+    """Refuse what would silently break image observations (DESIGN.md section 6)."""
+    if not getattr(spec, "is_image", False):
+        return
+    if not getattr(module, "IMAGES", True):
+        raise EnvError(f"{algo} reads flat vector observations and {spec.env_id} gives "
+                       f"{'x'.join(map(str, spec.obs_shape))} frames; use an algorithm for pixels "
+                       "(`pgrad list` shows them)")
+    if cfg.norm_obs:
+        raise ConfigError(f"norm_obs would z-score every pixel of {spec.env_id}; frames are scaled by 1/255 inside "
+                          "the encoder: leave --norm-obs off")
+    if getattr(cfg, "batch_norm", False):
+        raise ConfigError(f"batch_norm normalises raw inputs, here the pixels of {spec.env_id}; the CNN encoder "
+                          "scales them already: leave --batch-norm off")
+    from pgrad.core.encoders import make_encoder
+
+    make_encoder(spec, cfg.net)  # a frame too small for the encoder, or a user encoder of the wrong shape
 
 
 def _resume_point(run_dir: Path) -> tuple[dict[str, Any] | None, dict[str, Any]]:

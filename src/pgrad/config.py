@@ -44,6 +44,10 @@ class BaseConfig:
     """Parallel environments N in the vector env."""
     vectorization: Literal["sync", "async"] = "sync"
     """Vector env kind: 'sync' steps envs in this process, 'async' in subprocesses (for slow envs)."""
+    net: str = "auto"
+    """Observation encoder: auto (a CNN for image observations, the Nature CNN for frames of 36x36 and more, the
+    MinAtar CNN for smaller ones; none for vectors), mlp, cnn, nature, minatar, impala, or 'package.module:factory'
+    (a function of the EnvSpec returning a torch.nn.Module; see docs/encoders.md)."""
     device: str = "cpu"
     """Torch device. CPU is fastest for the small networks of classic control."""
     threads: int = 1

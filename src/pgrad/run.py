@@ -40,10 +40,10 @@ import torch
 import yaml
 
 from pgrad.config import BaseConfig
-from pgrad.envs import EnvSpec, VecEnv, run_episodes
+from pgrad.envs import EnvSpec, VecEnv, evaluation_factory, run_episodes
 from pgrad.errors import CheckpointError, NumericsError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: EnvSpec has obs_shape, obs_dtype and obs_hwc (defaults make version-1 files load)
 _MAGIC = b"PGRADCK1"
 
 # Test seam: called with (temp file, final path) once the temp file is complete and fsynced, just before the rename.
@@ -290,7 +290,7 @@ class Run:
                                                         seed, obs_norm=obs_norm, device=self.cfg.device)
             self.eval_extra = {f"eval/{k}": v for k, v in extra.items()}
         else:
-            rets = run_episodes(self.act_fn(), self.factory, self.spec, self.cfg.eval_episodes, seed,
+            rets = run_episodes(self.act_fn(), evaluation_factory(self.factory), self.spec, self.cfg.eval_episodes, seed,
                                 obs_norm=obs_norm, device=self.cfg.device)
         self.eval_count += 1
         mean, std = float(np.mean(rets)), float(np.std(rets))

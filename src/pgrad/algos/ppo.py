@@ -11,7 +11,9 @@ Beyond the post:
 - advantages are normalised per minibatch; gradients clipped to a global norm;
 - optional linear annealing of the learning rate and of ε, and an early stop of the epochs when the
   approximate KL E[(r - 1) - ln r] exceeds ``target_kl``;
-- time limits: V of the true final observation is bootstrapped at truncation (GAE), never at termination.
+- time limits: V of the true final observation is bootstrapped at truncation (GAE), never at termination;
+- image observations: policy and value share one encoder (``nets["enc"]``, the CNN of ``--net``) as in the PPO
+  paper's Atari runs, so c1 weighs the value loss's pull on the shared features; vectors keep two separate MLPs.
 """
 
 from __future__ import annotations
@@ -25,8 +27,18 @@ from torch import nn
 
 from pgrad.config import BaseConfig
 from pgrad.core import optim
+from pgrad.core.encoders import make_encoder
 from pgrad.core.losses import clipped_surrogate, entropy_loss, value_loss
-from pgrad.core.nets import ActionBounds, Activation, ValueNet, clip_grad_norm, policy_function, policy_net
+from pgrad.core.nets import (
+    ActionBounds,
+    Activation,
+    ValueNet,
+    clip_grad_norm,
+    features_function,
+    in_width,
+    policy_function,
+    policy_net,
+)
 from pgrad.core.returns import gae
 from pgrad.data.collect import collect_rollout
 from pgrad.data.rollout import Rollout, flat, minibatches
@@ -68,7 +80,7 @@ class Config(BaseConfig):
     target_kl: float | None = None
     """Stop the epochs of a rollout early when the approximate KL exceeds this (None: never)."""
     hidden: tuple[int, ...] = (64, 64)
-    """Hidden layer sizes of the policy and value networks (separate networks)."""
+    """Hidden layer sizes of the policy and value heads (separate MLPs; on images, after the shared encoder)."""
     activation: Activation = "tanh"
     """Hidden activation."""
     log_std_init: float = 0.0
@@ -83,18 +95,21 @@ class Config(BaseConfig):
 
 
 def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, torch.optim.Optimizer]:
+    enc = make_encoder(spec, cfg.net)
+    d = in_width(spec, enc)
     nets = nn.ModuleDict({
-        "pi": policy_net(spec, cfg.hidden, cfg.activation, cfg.log_std_init),
-        "v": ValueNet(spec.obs_dim, cfg.hidden, cfg.activation),
+        "enc": enc or nn.Identity(),  # shared by π and V (no parameters for vectors)
+        "pi": policy_net(spec, cfg.hidden, cfg.activation, cfg.log_std_init, in_dim=d),
+        "v": ValueNet(d, cfg.hidden, cfg.activation),
         "bounds": ActionBounds(spec),
     }).to(cfg.device)
-    params = list(nets["pi"].parameters()) + list(nets["v"].parameters())
+    params = list(nets["enc"].parameters()) + list(nets["pi"].parameters()) + list(nets["v"].parameters())
     opt = optim.Adam(params, lr=cfg.lr, eps=1e-5, fused=True)
     return nets, opt
 
 
 def act(nets: nn.ModuleDict, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
-    dist = nets["pi"](obs)
+    dist = nets["pi"](nets["enc"](obs))
     a = dist.mode() if deterministic else dist.sample()
     if a.dtype.is_floating_point:
         a = nets["bounds"].clip(a)
@@ -104,13 +119,14 @@ def act(nets: nn.ModuleDict, obs: torch.Tensor, deterministic: bool) -> np.ndarr
 def update(nets: nn.ModuleDict, opt: torch.optim.Optimizer, b: dict[str, torch.Tensor], clip_eps: float,
            cfg: Config) -> dict[str, torch.Tensor]:
     """One gradient step of -J^CLIP' on a minibatch ``b``."""
-    dist = nets["pi"](b["obs"])
+    h = nets["enc"](b["obs"])  # features computed once for π and V
+    dist = nets["pi"](h)
     logp = dist.log_prob(b["actions"])
     adv = b["adv"]
     if cfg.norm_adv and adv.numel() > 1:
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
     pg_loss, stats = clipped_surrogate(logp, b["logp"], adv, clip_eps)  # (1), (2)
-    v = nets["v"](b["obs"])
+    v = nets["v"](h)
     v_loss = value_loss(v, b["ret"], b["v"], cfg.vf_clip)  # (3) c1 term
     ent = dist.entropy()
     loss = pg_loss + cfg.vf_coef * v_loss  # (3)
@@ -130,10 +146,11 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     run.track(nets=nets, opt=opt)
     ro = Rollout(cfg.n_steps, cfg.num_envs, run.spec, cfg.device)
     pi, bounds = policy_function(nets["pi"]), nets["bounds"]  # acting without nn.Module overhead
+    enc = features_function(nets["enc"])
     boxed = run.spec.action_kind == "box"
 
     def sample(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        dist = pi(obs)
+        dist = pi(enc(obs))
         a = dist.sample()
         return a, dist.log_prob(a), (bounds.clip(a) if boxed else a).cpu().numpy()
 
@@ -146,7 +163,7 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
         clip_eps = cfg.clip_eps * frac if cfg.anneal_clip else cfg.clip_eps
         collect_rollout(envs, sample, ro)
         with torch.no_grad():
-            v, v_next = nets["v"](ro.obs), nets["v"](ro.next_obs)
+            v, v_next = nets["v"](nets["enc"](ro.obs)), nets["v"](nets["enc"](ro.next_obs))
             adv, ret = gae(ro.rewards, v, v_next, ro.terminated, ro.truncated, cfg.gamma, cfg.lam)  # (4)
         data = {"obs": flat(ro.obs), "actions": flat(ro.actions), "logp": flat(ro.logp), "adv": flat(adv),
                 "ret": flat(ret), "v": flat(v)}

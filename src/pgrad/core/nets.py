@@ -1,7 +1,8 @@
 """Networks: MLPs with orthogonal initialisation, policy heads, value and action-value networks.
 
-Every module maps a float tensor of observations [B, obs_dim] to its output; distributions come from
-pgrad.core.distributions.
+Every head maps a float tensor of features [B, in_dim] to its output: the observations themselves for flat
+vectors, an encoder's output for images (core.encoders; ``Encoded`` puts an encoder in front of a head).
+Distributions come from pgrad.core.distributions.
 """
 
 from __future__ import annotations
@@ -86,11 +87,40 @@ class GaussianPolicy(nn.Module):
 
 
 def policy_net(spec: EnvSpec, hidden: Sequence[int], activation: str = "tanh",
-               log_std_init: float = 0.0) -> nn.Module:
-    """The stochastic policy for the env's action space: Categorical (Discrete) or DiagGaussian (Box)."""
+               log_std_init: float = 0.0, in_dim: int | None = None) -> nn.Module:
+    """The stochastic policy for the env's action space: Categorical (Discrete) or DiagGaussian (Box), reading
+    ``in_dim`` features (default: the observation width)."""
+    d = spec.obs_dim if in_dim is None else in_dim
     if spec.action_kind == "discrete":
-        return CategoricalPolicy(spec.obs_dim, spec.n_actions, hidden, activation)
-    return GaussianPolicy(spec.obs_dim, spec.n_actions, hidden, activation, log_std_init)
+        return CategoricalPolicy(d, spec.n_actions, hidden, activation)
+    return GaussianPolicy(d, spec.n_actions, hidden, activation, log_std_init)
+
+
+class Encoded(nn.Module):
+    """head(encoder(obs), *rest): a head with its own encoder in front (the algorithms whose heads do not share
+    a trunk: REINFORCE, the actor-critics, TRPO, DDPG, TD3, D4PG, SAC). Targets copied from it copy both."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module):
+        super().__init__()
+        self.encoder, self.head = encoder, head
+
+    def forward(self, obs: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(obs), *rest)
+
+
+def encoded(encoder: nn.Module | None, head: nn.Module) -> nn.Module:
+    """``head`` with ``encoder`` in front, or ``head`` itself when there is no encoder (flat vectors)."""
+    return head if encoder is None else Encoded(encoder, head)
+
+
+def in_width(spec: EnvSpec, encoder: nn.Module | None) -> int:
+    """The feature width a head reads: the encoder's output, or the observation width."""
+    return spec.obs_dim if encoder is None else int(encoder.out_dim)
+
+
+def features_function(enc: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A shared trunk as a function for acting: nothing at all for nn.Identity (flat vectors)."""
+    return (lambda obs: obs) if isinstance(enc, nn.Identity) else enc
 
 
 class ValueNet(nn.Module):
@@ -299,7 +329,10 @@ def mlp_function(seq: nn.Sequential) -> Callable[[torch.Tensor], torch.Tensor]:
 def policy_function(pi: nn.Module) -> Callable[[torch.Tensor], Categorical | DiagGaussian | TanhGaussian]:
     """obs -> π(.|s), the same distribution as ``pi(obs)`` for a CategoricalPolicy, GaussianPolicy or
     TanhGaussianPolicy, computed through ``mlp_function`` (for acting one step at a time); other policies are
-    returned as they are."""
+    returned as they are; an ``Encoded`` policy runs its encoder first."""
+    if isinstance(pi, Encoded):
+        head = policy_function(pi.head)
+        return lambda obs: head(pi.encoder(obs))
     if isinstance(pi, CategoricalPolicy):
         f = mlp_function(pi.logits)
         return lambda obs: Categorical(f(obs))

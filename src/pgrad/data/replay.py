@@ -40,7 +40,8 @@ class ReplayBuffer:
     def __init__(self, capacity: int, num_envs: int, obs_shape: tuple[int, ...], act_shape: tuple[int, ...],
                  act_dtype: torch.dtype = torch.float32, n_step: int = 1, gamma: float = 0.99,
                  reward_shape: tuple[int, ...] = (), device: str | torch.device = "cpu",
-                 extra: dict[str, tuple[tuple[int, ...], torch.dtype]] | None = None):
+                 extra: dict[str, tuple[tuple[int, ...], torch.dtype]] | None = None,
+                 obs_dtype: torch.dtype = torch.float32):
         if capacity < num_envs * (n_step + 1):
             raise ValueError(f"replay capacity {capacity} is too small for {num_envs} envs and n_step={n_step}")
         self.rows, self.N = capacity // num_envs, num_envs
@@ -48,8 +49,8 @@ class ReplayBuffer:
         self.device = torch.device(device)
         C, N, dev = self.rows, num_envs, self.device
         self.fields: dict[str, torch.Tensor] = {
-            "obs": zeros((C, N) + tuple(obs_shape), device=dev),
-            "next_obs": zeros((C, N) + tuple(obs_shape), device=dev),
+            "obs": zeros((C, N) + tuple(obs_shape), obs_dtype, dev),  # uint8 frames stay uint8
+            "next_obs": zeros((C, N) + tuple(obs_shape), obs_dtype, dev),
             "actions": zeros((C, N) + tuple(act_shape), act_dtype, dev),
             "rewards": zeros((C, N) + tuple(reward_shape), device=dev),
             "terminated": zeros((C, N), torch.bool, dev),

@@ -10,19 +10,22 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from pgrad.envs import EnvSpec, Step
+from pgrad.envs import EnvSpec, Step, obs_torch_dtype
 
 
 class Rollout:
-    """T steps of N envs: obs s_t, action a_t, log π(a_t|s_t), r_t, terminated, truncated and s_{t+1}."""
+    """T steps of N envs: obs s_t, action a_t, log π(a_t|s_t), r_t, terminated, truncated and s_{t+1}.
+
+    Observations keep the env's shape and dtype ([T, N, *obs_shape]; uint8 frames stay uint8)."""
 
     def __init__(self, T: int, N: int, spec: EnvSpec, device: str | torch.device = "cpu"):
         self.T, self.N = T, N
         dev = torch.device(device)
         act_shape = () if spec.action_kind == "discrete" else (spec.n_actions,)
         act_dtype = torch.long if spec.action_kind == "discrete" else torch.float32
-        self.obs = torch.zeros(T, N, spec.obs_dim, device=dev)
-        self.next_obs = torch.zeros(T, N, spec.obs_dim, device=dev)
+        obs_dtype = obs_torch_dtype(spec)
+        self.obs = torch.zeros(T, N, *spec.obs_shape, dtype=obs_dtype, device=dev)
+        self.next_obs = torch.zeros(T, N, *spec.obs_shape, dtype=obs_dtype, device=dev)
         self.actions = torch.zeros((T, N) + act_shape, dtype=act_dtype, device=dev)
         self.logp = torch.zeros(T, N, device=dev)
         self.rewards = torch.zeros(T, N, device=dev)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +19,43 @@ EnvLike = Any  # a Gymnasium id, a gymnasium.Env instance, or a zero-argument fa
 
 
 # ----------------------------------------------------------------------------- resolving and describing
+class GameFactory:
+    """A factory whose training envs differ from its evaluation envs: Atari trains on lives with clipped rewards
+    and is evaluated on full games with the raw score (DESIGN.md section 6). Calling it makes a training env."""
+
+    def __init__(self, train: Callable[[], gym.Env], evaluation: Callable[[], gym.Env]):
+        self.train, self.evaluation = train, evaluation
+
+    def __call__(self) -> gym.Env:
+        return self.train()
+
+
+def evaluation_factory(factory: Callable[[], gym.Env]) -> Callable[[], gym.Env]:
+    """The factory of evaluation (and video) envs: full games and raw scores where training wraps them."""
+    return factory.evaluation if isinstance(factory, GameFactory) else factory
+
+
+def _game_maker(env_id: str) -> Callable[..., gym.Env] | None:
+    """make(env_id, train, **kwargs) for the families with their own preprocessing (Atari, MinAtar), else None."""
+    if env_id.startswith("MinAtar/"):
+        from pgrad.envs.minatar import make_minatar
+
+        return make_minatar
+    from pgrad.envs import atari
+
+    if atari.is_atari_id(env_id):
+        return atari.make_atari
+    return None
+
+
 def env_factory(env: EnvLike, **make_kwargs: Any) -> tuple[Callable[[], gym.Env], str]:
     """Return (zero-argument factory, display id) for an id, an instance or a factory."""
     if isinstance(env, str):
         env_id = env
+        if (make := _game_maker(env_id)) is not None:
+            make(env_id, True, **make_kwargs).close()  # fail early: a missing extra names it
+            return GameFactory(functools.partial(make, env_id, True, **make_kwargs),
+                               functools.partial(make, env_id, False, **make_kwargs)), env_id
         _make(env_id, **make_kwargs).close()  # fail early with a clear message
 
         def factory() -> gym.Env:
@@ -65,27 +99,43 @@ def _make(env_id: str, **kwargs: Any) -> gym.Env:
 
 @dataclass
 class EnvSpec:
-    """What networks need to know about an env: observation size and the action space."""
+    """What networks need to know about an env: the observation spec and the action space.
+
+    Observations keep their shape and dtype from the env to the network (DESIGN.md section 6): ``obs_shape`` is
+    what the networks see, (D,) for vectors and (C, H, W) for images; ``obs_dim`` is the width an MLP reads
+    (prod(obs_shape), or the one-hot size of a Discrete observation).
+    """
 
     env_id: str
     obs_dim: int
-    obs_kind: str  # "box" or "discrete" (one-hot encoded)
+    obs_kind: str  # "box", "discrete" (one-hot encoded) or "image" (uint8 or bool frames, CHW)
     n_obs_discrete: int  # number of discrete observations when obs_kind == "discrete"
     action_kind: str  # "discrete" or "box"
     n_actions: int  # discrete: number of actions; box: action dimension
     act_low: np.ndarray | None = None
     act_high: np.ndarray | None = None
     max_episode_steps: int | None = None
+    obs_shape: tuple[int, ...] = ()  # (obs_dim,) for vectors, (C, H, W) for images
+    obs_dtype: str = "float32"  # "uint8": pixels, scaled by 1/255 inside the encoder; "bool": binary (MinAtar)
+    obs_hwc: bool = False  # the env gives channel-last frames: transposed to CHW once, at the env boundary
+
+    def __post_init__(self) -> None:
+        self.obs_shape = tuple(int(x) for x in self.obs_shape) or (self.obs_dim,)
 
     @property
     def act_dim(self) -> int:
         return self.n_actions
+
+    @property
+    def is_image(self) -> bool:
+        return self.obs_kind == "image"
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         for k in ("act_low", "act_high"):
             if d[k] is not None:
                 d[k] = np.asarray(d[k]).tolist()
+        d["obs_shape"] = list(self.obs_shape)
         return d
 
     @classmethod
@@ -97,10 +147,42 @@ class EnvSpec:
         return cls(**d)
 
 
+def _image_layout(space: gym.spaces.Box) -> tuple[tuple[int, int, int], bool] | None:
+    """(CHW shape, channel-last?) for an image space, else None. An image is a uint8 (pixels) or bool (binary
+    frames) Box of rank 2 (one channel) or 3; the channel axis is the first when it is smaller than the last
+    (4x84x84), otherwise the last (Gymnasium's 210x160x3, MinAtar's 10x10xC)."""
+    if space.dtype not in (np.uint8, np.bool_) or len(space.shape) not in (2, 3):
+        return None
+    if len(space.shape) == 2:
+        return (1, *space.shape), False
+    a, b, c = space.shape
+    return ((a, b, c), False) if a < c else ((c, a, b), True)
+
+
+def encode_obs(spec: EnvSpec, o: Any, batch: bool = False) -> np.ndarray:
+    """An env observation (or a batch of them) as the networks see it: one-hot for Discrete, float32 [D] for a
+    Box, the native dtype in CHW for images (transposed from channel-last here, and nowhere else)."""
+    if spec.obs_kind == "discrete":
+        eye = np.eye(spec.obs_dim, dtype=np.float32)
+        return eye[np.asarray(o, np.int64)]
+    if spec.obs_kind == "image":
+        x = np.asarray(o, dtype=spec.obs_dtype)
+        if spec.obs_hwc:
+            x = np.moveaxis(x, -1, -3)
+        return x.reshape((-1, *spec.obs_shape) if batch else spec.obs_shape)
+    x = np.asarray(o, np.float32)
+    return x.reshape(-1, spec.obs_dim) if batch else x.reshape(-1)
+
+
 def describe(env: gym.Env, env_id: str) -> EnvSpec:
     """Build an EnvSpec, raising EnvError for spaces pgrad does not handle."""
     obs_space, act_space = env.observation_space, env.action_space
-    if isinstance(obs_space, gym.spaces.Box):
+    obs_extra: dict[str, Any] = {}
+    if isinstance(obs_space, gym.spaces.Box) and (img := _image_layout(obs_space)) is not None:
+        shape, hwc = img
+        obs_kind, obs_dim, n_obs = "image", int(np.prod(shape)), 0
+        obs_extra = {"obs_shape": shape, "obs_dtype": np.dtype(obs_space.dtype).name, "obs_hwc": hwc}
+    elif isinstance(obs_space, gym.spaces.Box):
         obs_kind, obs_dim, n_obs = "box", int(np.prod(obs_space.shape)), 0
     elif isinstance(obs_space, gym.spaces.Discrete):
         obs_kind, obs_dim, n_obs = "discrete", int(obs_space.n), int(obs_space.n)
@@ -113,13 +195,13 @@ def describe(env: gym.Env, env_id: str) -> EnvSpec:
         if act_space.start != 0:
             raise EnvError(f"{env_id}: Discrete action spaces must start at 0 (got start={act_space.start})")
         return EnvSpec(env_id, obs_dim, obs_kind, n_obs, "discrete", int(act_space.n),
-                       max_episode_steps=_max_steps(env))
+                       max_episode_steps=_max_steps(env), **obs_extra)
     if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
         low, high = act_space.low.astype(np.float32), act_space.high.astype(np.float32)
         if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
             raise EnvError(f"{env_id}: Box action space must have finite bounds to rescale actions")
         return EnvSpec(env_id, obs_dim, obs_kind, n_obs, "box", int(act_space.shape[0]), low, high,
-                       max_episode_steps=_max_steps(env))
+                       max_episode_steps=_max_steps(env), **obs_extra)
     raise EnvError(
         f"{env_id}: action space {act_space} is not supported; pgrad handles Discrete and 1-D Box actions"
     )

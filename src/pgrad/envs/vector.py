@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from pgrad.envs.normalize import ObsNormalizer, RunningMeanStd
-from pgrad.envs.spaces import EnvSpec
+from pgrad.envs.spaces import EnvSpec, encode_obs
 
 
 class Step(NamedTuple):
@@ -61,27 +61,25 @@ class VecEnv:
         space = self._envs[0].observation_space if self._envs else None
         self._flat_box = isinstance(space, gym.spaces.Box) and len(space.shape) == 1 and spec.obs_kind == "box"
         self._on_cpu = self.device.type == "cpu"
+        self._obs_dtype = obs_numpy_dtype(spec)
         self._raw_obs = self._reset_all(seed)
         self._set_obs(self.obs_norm(self._raw_obs, update=True))
 
     # -- internals
     def _encode(self, o: Any) -> np.ndarray:
-        if self.spec.obs_kind == "discrete":
-            out = np.zeros(self.spec.obs_dim, np.float32)
-            out[int(o)] = 1.0
-            return out
-        return np.asarray(o, np.float32).reshape(-1)
+        return encode_obs(self.spec, o)
 
     def _encode_batch(self, obs: Any) -> np.ndarray:
-        if self.spec.obs_kind == "discrete":
-            return np.eye(self.spec.obs_dim, dtype=np.float32)[np.asarray(obs, np.int64)]
-        return np.asarray(obs, np.float32).reshape(self.num_envs, -1)
+        return encode_obs(self.spec, obs, batch=True)
+
+    def _empty_obs(self) -> np.ndarray:
+        return np.empty((self.num_envs, *self.spec.obs_shape), obs_numpy_dtype(self.spec))
 
     def _reset_all(self, seed: int | None) -> np.ndarray:
         if self._async is not None:
             obs, _ = self._async.reset(seed=seed)
             return self._encode_batch(obs)
-        out = np.empty((self.num_envs, self.spec.obs_dim), np.float32)
+        out = self._empty_obs()
         for i, e in enumerate(self._envs):
             o, _ = e.reset(seed=None if seed is None else seed + i)
             if seed is not None:
@@ -90,7 +88,7 @@ class VecEnv:
         return out
 
     def _to_tensor(self, x: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=self._obs_dtype))
         return t if self._on_cpu else t.to(self.device)
 
     def _set_obs(self, x: np.ndarray) -> None:
@@ -121,7 +119,7 @@ class VecEnv:
                     final[i] = self._encode(info["final_obs"][i])
             ended = np.nonzero(term | trunc)[0].tolist()
         else:
-            obs = np.empty((n, self.spec.obs_dim), np.float32)
+            obs = self._empty_obs()
             rew = np.empty(n, np.float64)
             term = np.empty(n, bool)
             trunc = np.empty(n, bool)
@@ -155,7 +153,7 @@ class VecEnv:
         self._raw_obs = obs
         obs_n = self.obs_norm(obs, update=True)
         next_n = obs_n if final is obs else self.obs_norm(final, update=False)
-        if self._async is None and self._on_cpu:  # obs_n is a fresh C-contiguous float32 batch here
+        if self._async is None and self._on_cpu:  # obs_n is a fresh C-contiguous batch of the obs dtype here
             self.obs, self.obs_array = torch.from_numpy(obs_n), obs_n
         else:
             self._set_obs(obs_n)
@@ -213,7 +211,8 @@ def run_episodes(act: Callable[[torch.Tensor], np.ndarray], factory: Callable[[]
                  device: str | torch.device = "cpu", max_steps: int = 1_000_000) -> list[float]:
     """Undiscounted returns of `episodes` fresh episodes, run in parallel, one per sub-env.
 
-    ``act`` maps a [B, D] float tensor of (normalised) observations to env actions; normalisation statistics
+    ``act`` maps a [B, *obs_shape] tensor of (normalised) observations, in the dtype they keep (float32 vectors,
+    uint8 or bool frames), to env actions; normalisation statistics
     are frozen (never updated here).
     """
     returns: list[float] = []
@@ -230,7 +229,7 @@ def run_episodes(act: Callable[[torch.Tensor], np.ndarray], factory: Callable[[]
         while active.any() and t < max_steps:
             o = obs if obs_norm is None else obs_norm(obs, update=False)
             with torch.no_grad():
-                a = act(torch.as_tensor(o, dtype=torch.float32, device=device))
+                a = act(torch.as_tensor(o, device=device))
             for i in np.nonzero(active)[0]:
                 ob, r, te, tr, _ = envs[i].step(a[i])
                 ret[i] += r
@@ -247,8 +246,14 @@ def run_episodes(act: Callable[[torch.Tensor], np.ndarray], factory: Callable[[]
 
 
 def _encode_one(spec: EnvSpec, o: Any) -> np.ndarray:
-    if spec.obs_kind == "discrete":
-        out = np.zeros(spec.obs_dim, np.float32)
-        out[int(o)] = 1.0
-        return out
-    return np.asarray(o, np.float32).reshape(-1)
+    return encode_obs(spec, o)
+
+
+def obs_numpy_dtype(spec: EnvSpec) -> np.dtype:
+    """The dtype observations keep from the env to the network: the frames' own for images, float32 otherwise."""
+    return np.dtype(spec.obs_dtype) if spec.is_image else np.dtype(np.float32)
+
+
+def obs_torch_dtype(spec: EnvSpec) -> torch.dtype:
+    return {"uint8": torch.uint8, "bool": torch.bool}.get(spec.obs_dtype, torch.float32) if spec.is_image \
+        else torch.float32
