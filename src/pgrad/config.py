@@ -327,10 +327,24 @@ def load_presets(algo: str) -> dict[str, dict[str, Any]]:
     return yaml.safe_load(text) or {}
 
 
+def env_family(env_id: str) -> str | None:
+    """The preset key shared by a family of envs with one preprocessing: "atari" or "minatar", else None."""
+    if env_id.startswith("MinAtar/"):
+        return "minatar"
+    from pgrad.envs.atari import is_atari_id
+
+    return "atari" if is_atari_id(env_id) else None
+
+
 def preset_for(algo: str, env_id: str | None) -> dict[str, Any]:
+    """The preset for (algo, env id): the id's own entry, else its family's ("atari", "minatar"), else none."""
     if env_id is None:
         return {}
-    return dict(load_presets(algo).get(env_id, {}) or {})
+    presets = load_presets(algo)
+    if env_id in presets:
+        return dict(presets[env_id] or {})
+    family = env_family(env_id)
+    return dict(presets.get(family, {}) or {}) if family else {}
 
 
 def make_config(cls: type[BaseConfig], algo: str, env_id: str | None, overrides: dict[str, Any],
@@ -344,7 +358,7 @@ def make_config(cls: type[BaseConfig], algo: str, env_id: str | None, overrides:
         for key, value in layer.items():
             k = key.replace("-", "_")
             if k not in names:
-                where = f"preset {algo}.yaml[{env_id}]" if layer_i == 0 else "hyperparameter"
+                where = f"preset {algo}.yaml for {env_id}" if layer_i == 0 else "hyperparameter"
                 raise ConfigError(
                     f"unknown {where} {key!r} for {algo}; valid: {', '.join(sorted(names))}"
                 )

@@ -1,7 +1,8 @@
 """Videos of a trained policy: ``pgrad eval RUN --video`` (needs the ``video`` extra: moviepy).
 
 The deterministic policy plays fresh episodes of its environment created with ``render_mode="rgb_array"``;
-Gymnasium's ``RecordVideo`` wrapper writes one mp4 per episode.
+Gymnasium's ``RecordVideo`` wrapper writes one mp4 per episode. Atari and MinAtar games are recorded through their
+evaluation stack (full games, raw score): the frames are the emulator's own RGB screens, not the 84x84 inputs.
 """
 
 from __future__ import annotations
@@ -39,11 +40,18 @@ def record_video(agent: Any, video_dir: str | Path, episodes: int = 1, seed: int
     import gymnasium as gym
     from gymnasium.wrappers import RecordVideo
 
+    from pgrad.config import env_family
+    from pgrad.envs import env_factory, evaluation_factory
+
     check_supported(agent)
     env_id = env_id or agent.spec.env_id
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame-rendered envs without a display
     try:
-        env = gym.make(env_id, render_mode="rgb_array")
+        if env_family(env_id) is not None:  # Atari/MinAtar: the evaluation stack (full games, raw score), and
+            # the recorder beneath it renders the raw RGB frames of the emulator
+            env = evaluation_factory(env_factory(env_id, render_mode="rgb_array")[0])()
+        else:
+            env = gym.make(env_id, render_mode="rgb_array")
     except gym.error.Error as e:
         raise EnvError(f"cannot make {env_id!r} with render_mode='rgb_array' to record it: {e}") from None
     if env.metadata.get("render_modes") and "rgb_array" not in env.metadata["render_modes"]:

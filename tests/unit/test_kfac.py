@@ -3,10 +3,13 @@ factors are the running averages of the equations; non-finite refreshes are skip
 
 from __future__ import annotations
 
+import io
+
+import pytest
 import torch
 from torch import nn
 
-from pgrad.core.kfac import KFAC, kfac_precondition, layer_factors
+from pgrad.core.kfac import KFAC, conv_factors, conv_patches, kfac_precondition, layer_factors
 
 
 def one_layer(seed=0, in_dim=3, out_dim=2):
@@ -151,3 +154,279 @@ def test_state_dict_roundtrip():
     assert opt2.steps == 1
     for k in ("A", "G", "QA", "dA"):
         assert torch.equal(opt2.state[layer2.weight][k], opt.state[layer.weight][k])
+
+
+# ------------------------------------------------------------------------------------ convolutions (KFC)
+def conv_net(seed=0, stride=1, padding=0, bias=True, hw=5, c_in=2, c_out=3, n_cls=4):
+    torch.manual_seed(seed)
+    conv = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=padding, bias=bias)
+    n_pos = ((hw + 2 * padding - 3) // stride + 1) ** 2
+    return nn.Sequential(conv, nn.Tanh(), nn.Flatten(), nn.Linear(c_out * n_pos, n_cls)).double()
+
+
+def categorical_fisher(net, x, seed=0):
+    """Logits, sampled classes ã ~ softmax(logits) and the batch-mean sampled Fisher loss -ln p(ã|x)."""
+    logits = net(x)
+    g = torch.Generator().manual_seed(seed)
+    a_tilde = torch.multinomial(logits.detach().softmax(-1), 1, generator=g)
+    return a_tilde, -logits.log_softmax(-1).gather(1, a_tilde).mean()
+
+
+def patches_by_hand(conv, xi):
+    """ā_t for one sample [C, H, W], sliced from the zero-padded input position by position: {t: ā_t}."""
+    (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
+    xp = nn.functional.pad(xi, (pw, pw, ph, ph))
+    Ho, Wo = (xp.shape[1] - kh) // sh + 1, (xp.shape[2] - kw) // sw + 1
+    out = {}
+    for oh in range(Ho):
+        for ow in range(Wo):
+            p = xp[:, oh * sh: oh * sh + kh, ow * sw: ow * sw + kw].reshape(-1)
+            out[oh, ow] = torch.cat([p, torch.ones(1, dtype=p.dtype)]) if conv.bias is not None else p
+    return out
+
+
+def flat_weight(conv, use_grad=False):
+    """A conv's [C_out, C_in·kh·kw (+1)] matrix (weight or gradient) with the bias as the last column."""
+    w, b = conv.weight, conv.bias
+    if use_grad:
+        w, b = w.grad, None if b is None else b.grad
+    w = w.detach().reshape(w.shape[0], -1)
+    return w if b is None else torch.cat([w, b.detach().unsqueeze(1)], 1)
+
+
+@pytest.mark.parametrize("stride,padding,bias", [(1, 0, True), (2, 1, True), (1, 1, False)])
+def test_conv_factors_equal_brute_force_sums_over_samples_and_positions(stride, padding, bias):
+    net = conv_net(seed=6, stride=stride, padding=padding, bias=bias)
+    conv, lin = net[0], net[3]
+    B = 6
+    x = torch.randn(B, 2, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    opt = KFAC(net)
+    with opt.track():
+        a_tilde, fl = categorical_fisher(net, x, seed=6)
+    opt.update_stats(fl)
+    # per sample: Ds_t = ∂(-ln p(ã_i|x_i))/∂s_t at every output position t, by autograd on that sample alone
+    A_ref = G_ref = 0.0
+    n_pos = 0
+    for i in range(B):
+        s = conv(x[i: i + 1])
+        nll = -net[1:](s).log_softmax(-1)[0, a_tilde[i, 0]]
+        Ds, dW = torch.autograd.grad(nll, [s, conv.weight])
+        dW = dW.reshape(dW.shape[0], -1)
+        if bias:
+            dW = torch.cat([dW, torch.autograd.grad(-net(x[i: i + 1]).log_softmax(-1)[0, a_tilde[i, 0]],
+                                                    conv.bias)[0].unsqueeze(1)], 1)
+        patches = patches_by_hand(conv, x[i])
+        n_pos = len(patches)
+        assert Ds.shape[2] * Ds.shape[3] == n_pos
+        # the structure KFC starts from: the sample's gradient is Σ_t Ds_t ā_tᵀ
+        assert torch.allclose(sum(torch.outer(Ds[0, :, oh, ow], a) for (oh, ow), a in patches.items()), dW)
+        A_ref = A_ref + sum(torch.outer(a, a) for a in patches.values())
+        G_ref = G_ref + sum(torch.outer(Ds[0, :, oh, ow], Ds[0, :, oh, ow]) for oh, ow in patches)
+    A_ref, G_ref = A_ref / (B * n_pos), G_ref / B  # A: mean over samples, positions; G: E_i[Σ_t Ds_t Ds_tᵀ]
+    st = opt.state[conv.weight]
+    assert st["A"].shape == (18 + bias, 18 + bias) and st["G"].shape == (3, 3)
+    assert torch.allclose(st["A"], A_ref, rtol=1e-12, atol=1e-14)
+    assert torch.allclose(st["G"], G_ref, rtol=1e-10, atol=1e-14)
+    # the Linear layer after it is unchanged by the conv support
+    with torch.no_grad():
+        h = net[:3](x)
+    logits = lin(h)
+    g_out = torch.autograd.grad(-logits.log_softmax(-1).gather(1, a_tilde).mean(), logits)[0]
+    A_lin, G_lin = layer_factors(h, g_out, bias=True)
+    st = opt.state[lin.weight]
+    assert torch.allclose(st["A"], A_lin) and torch.allclose(st["G"], G_lin)
+
+
+def test_conv_kronecker_product_matches_the_exact_fisher_when_kfc_assumptions_hold():
+    """A unit-variance Gaussian output at every position: Ds_t = s_t - ỹ_t are i.i.d. N(0, I), independent of
+    the activations and uncorrelated across positions, so the exact Fisher block is (1/B) Σ_{i,t} ā_t ā_tᵀ ⊗ I
+    and A ⊗ G must match it, |T| included (G ≈ |T| I; over the B·|T| rows, G would be 16 times too big).
+    """
+    torch.manual_seed(7)
+    conv = nn.Conv2d(2, 2, 3, padding=1).double()
+    B = 1000
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(B, 2, 4, 4, dtype=torch.float64, generator=gen)
+    opt = KFAC(conv)
+    with opt.track():
+        s = conv(x)
+    y_tilde = s.detach() + torch.randn(s.shape, dtype=torch.float64, generator=gen)
+    opt.update_stats(0.5 * (s - y_tilde).pow(2).sum((1, 2, 3)).mean())
+    rows = nn.functional.unfold(x, 3, padding=1).transpose(1, 2).reshape(-1, 18)  # [B·|T|, C_in·kh·kw]
+    rows = torch.cat([rows, torch.ones(rows.shape[0], 1, dtype=torch.float64)], 1)
+    F_exact = torch.kron(rows.T @ rows / B, torch.eye(2, dtype=torch.float64))
+    st = opt.state[conv.weight]
+    F_kfc = torch.kron(st["A"], st["G"])
+    assert torch.linalg.norm(F_kfc - F_exact) / torch.linalg.norm(F_exact) < 0.03
+    assert torch.allclose(st["G"], 16 * torch.eye(2, dtype=torch.float64), atol=0.5)
+
+
+def test_conv_1x1_on_a_1x1_input_equals_the_linear_layer():
+    """One position (|T| = 1) and a 1x1 kernel: the conv is a Linear layer, and KFC is exactly K-FAC."""
+    torch.manual_seed(8)
+    conv = nn.Conv2d(3, 2, 1).double()
+    lin = nn.Linear(3, 2).double()
+    with torch.no_grad():
+        lin.weight.copy_(conv.weight.reshape(2, 3))
+        lin.bias.copy_(conv.bias)
+    gen = torch.Generator().manual_seed(8)
+    x = torch.randn(16, 3, dtype=torch.float64, generator=gen)
+    noise = torch.randn(16, 2, dtype=torch.float64, generator=gen)
+    opts = {}
+    for name, layer, inp, flat in (("conv", conv, x[:, :, None, None], nn.Flatten()),
+                                   ("lin", lin, x, nn.Identity())):
+        opt = opts[name] = KFAC(layer, eigen_every=1, damping=0.05)
+        with opt.track():
+            y = flat(layer(inp))
+        opt.update_stats(0.5 * (y - (y.detach() + noise)).pow(2).sum(-1).mean())
+        opt.zero_grad()
+        flat(layer(inp)).pow(3).sum().backward()
+        opt.refresh_eigen()
+    sc, sl = opts["conv"].state[conv.weight], opts["lin"].state[lin.weight]
+    # an unbatched [C, H, W] call is one sample
+    opt1 = KFAC(conv)
+    with opt1.track():
+        y = conv(x[0, :, None, None]).flatten()
+    opt1.update_stats(0.5 * (y - (y.detach() + noise[0])).pow(2).sum())
+    A1, G1 = layer_factors(x[:1], (y.detach() - (y.detach() + noise[0])).unsqueeze(0), bias=True)
+    st1 = opt1.state[conv.weight]
+    assert torch.allclose(st1["A"], A1) and torch.allclose(st1["G"], G1)
+    assert torch.allclose(sc["A"], sl["A"], rtol=1e-13) and torch.allclose(sc["G"], sl["G"], rtol=1e-13)
+    pc, pl = opts["conv"].precondition(), opts["lin"].precondition()
+    assert pc[conv.weight].shape == conv.weight.shape
+    assert torch.allclose(pc[conv.weight].reshape(2, 3), pl[lin.weight], rtol=1e-9)
+    assert torch.allclose(pc[conv.bias], pl[lin.bias], rtol=1e-9)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv_precondition_equals_direct_solve(bias):
+    net = conv_net(seed=9, stride=2, padding=1, bias=bias)
+    conv = net[0]
+    lam = 0.03
+    opt = KFAC(net, damping=lam, eigen_every=1)
+    x = torch.randn(8, 2, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    with opt.track():
+        _, fl = categorical_fisher(net, x, seed=9)
+    opt.update_stats(fl)
+    opt.zero_grad()
+    net(x).pow(2).sum().backward()
+    opt.refresh_eigen()
+    pre = opt.precondition()
+    grad = flat_weight(conv, use_grad=True)  # [3, 18 (+1)]
+    st = opt.state[conv.weight]
+    n = grad.numel()
+    direct = unvec(torch.linalg.solve(torch.kron(st["A"], st["G"]) + lam * torch.eye(n, dtype=torch.float64),
+                                      vec(grad)), grad.shape)
+    assert pre[conv.weight].shape == conv.weight.shape
+    assert torch.allclose(pre[conv.weight], direct[:, :18].view_as(conv.weight), atol=1e-10)
+    if bias:
+        assert torch.allclose(pre[conv.bias], direct[:, 18], atol=1e-10)
+
+
+def test_grouped_and_other_convolutions_are_refused():
+    net = nn.Sequential(nn.Conv2d(4, 4, 3), nn.Conv2d(4, 4, 3, groups=2))
+    with pytest.raises(ValueError, match=r"layer '1'.*groups=1"):
+        KFAC(net)
+    with pytest.raises(ValueError, match=r"layer 'enc'.*Conv1d"):
+        KFAC(nn.ModuleDict({"enc": nn.Conv1d(2, 2, 3)}))
+    net[1].requires_grad_(False)  # frozen: it takes no step, nothing to precondition
+    assert KFAC(net).layers == [net[0]]
+    with pytest.raises(ValueError, match="conv_rows"):
+        KFAC(net, conv_rows=0)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+@pytest.mark.parametrize("kw", [dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)),
+                                dict(kernel_size=4, padding="same", dilation=1, bias=False),
+                                dict(kernel_size=3, padding="valid", stride=2),
+                                dict(kernel_size=3, padding=2, padding_mode="reflect"),
+                                dict(kernel_size=3, padding=1, padding_mode="circular", dilation=2),
+                                dict(kernel_size=2, padding=1, padding_mode="replicate")])
+def test_conv_patches_reproduce_the_convolution(kw):
+    """W ā_t is the conv's output at t, rows ordered sample-major then position, columns as weight.reshape."""
+    torch.manual_seed(10)
+    conv = nn.Conv2d(3, 4, **kw).double()
+    x = torch.randn(5, 3, 7, 6, dtype=torch.float64)
+    rows = conv_patches(conv, x)
+    y = conv(x)
+    n_cols = 3 * conv.weight[0, 0].numel() + (conv.bias is not None)
+    assert rows.shape == (5 * y.shape[2] * y.shape[3], n_cols)
+    assert torch.allclose(rows @ flat_weight(conv).T, y.permute(0, 2, 3, 1).reshape(-1, 4), atol=1e-12)
+    if conv.padding_mode == "zeros" and not isinstance(conv.padding, str):
+        unf = nn.functional.unfold(x, conv.kernel_size, conv.dilation, conv.padding, conv.stride)
+        assert torch.equal(rows[:, : unf.shape[1]], unf.transpose(1, 2).reshape(-1, unf.shape[1]))
+
+
+def test_conv_rows_subsampling_is_unbiased_and_exact_when_all_rows_fit():
+    net = conv_net(seed=11, stride=2, padding=1)  # 3x3 = 9 positions
+    conv = net[0]
+    x = torch.randn(2, 2, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(11))
+    g = torch.randn(2, 3, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(12))
+    full = conv_patches(conv, x)  # 18 rows
+    A_full, G_full = conv_factors(conv, x, g)
+    for k in (18, 19, 1000):  # as many rows or more: every row, bit for bit, and no RNG draw
+        state = torch.get_rng_state()
+        assert torch.equal(conv_patches(conv, x, k), full)
+        assert torch.equal(torch.get_rng_state(), state)
+    # fewer: distinct rows of the full set (without replacement), repeatable under a seed
+    torch.manual_seed(0)
+    sub = conv_patches(conv, x, 5)
+    match = (sub[:, None, :] == full[None, :, :]).all(-1)  # [5, 18]
+    assert (match.sum(1) == 1).all() and match.any(0).sum() == 5
+    torch.manual_seed(0)
+    assert torch.equal(conv_patches(conv, x, 5), sub)
+    sub = conv_patches(conv, x, 15)  # with replacement, 15 draws of 18 would repeat a row with p > 0.999
+    assert ((sub[:, None, :] == full[None, :, :]).all(-1).sum(0) <= 1).all()
+    # unbiased: the mean over many draws of the subsampled A is the full A; G always uses every position
+    draws = 4000
+    A_mean = 0.0
+    for _ in range(draws):
+        A_k, G_k = conv_factors(conv, x, g, rows=5)
+        A_mean = A_mean + A_k / draws
+        assert torch.equal(G_k, G_full)
+    # the standard error of a mean of 5 of 18 rows, over 4000 draws, is below 0.01 · max|A| here
+    assert torch.allclose(A_mean, A_full, atol=0.03 * A_full.abs().max())
+    # through the optimiser: conv_rows at or above the row count leaves the statistics bit-identical
+    stats = []
+    for rows in (None, 18, 5):
+        torch.manual_seed(1)
+        net_r = conv_net(seed=11, stride=2, padding=1)
+        opt = KFAC(net_r, conv_rows=rows)
+        with opt.track():
+            _, fl = categorical_fisher(net_r, x, seed=11)
+        opt.update_stats(fl)
+        stats.append((opt.state[net_r[0].weight]["A"], opt.state[net_r[0].weight]["G"]))
+    assert torch.equal(stats[0][0], stats[1][0]) and torch.equal(stats[0][1], stats[1][1])
+    assert not torch.equal(stats[0][0], stats[2][0]) and torch.equal(stats[0][1], stats[2][1])
+
+
+def test_state_dict_roundtrip_with_conv_layers():
+    def make():
+        net = conv_net(seed=13, stride=2, padding=1)
+        return net, KFAC(net, eigen_every=1, momentum=0.5)
+
+    net, opt = make()
+    x = torch.randn(4, 2, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(13))
+    with opt.track():
+        _, fl = categorical_fisher(net, x, seed=13)
+    opt.update_stats(fl)
+    net(x).sum().backward()
+    opt.step()
+    net2, opt2 = make()
+    buf = io.BytesIO()  # through a file, as a checkpoint (state_dict() holds references to the live tensors)
+    torch.save({"net": net.state_dict(), "opt": opt.state_dict()}, buf)
+    buf.seek(0)
+    ckpt = torch.load(buf)
+    net2.load_state_dict(ckpt["net"])
+    opt2.load_state_dict(ckpt["opt"])
+    assert opt2.steps == 1
+    for m, m2 in ((net[0], net2[0]), (net[3], net2[3])):
+        for k in ("A", "G", "QA", "dA", "QG", "dG", "momentum_buffer"):
+            assert torch.equal(opt2.state[m2.weight][k], opt.state[m.weight][k])
+    # the next step is the same from the restored optimiser
+    for n, o in ((net, opt), (net2, opt2)):
+        o.zero_grad()
+        n(x).pow(2).sum().backward()
+        o.step()
+    for p, p2 in zip(net.parameters(), net2.parameters()):
+        assert torch.equal(p, p2)

@@ -118,16 +118,22 @@ class VecEnv:
                 for i in np.nonzero(info["_final_obs"])[0]:
                     final[i] = self._encode(info["final_obs"][i])
             ended = np.nonzero(term | trunc)[0].tolist()
+            scores = {i: _game_score({k: v[i] for k, v in info.items() if not k.startswith("_")})
+                      for i in ended} if "game_over" in info else None
         else:
             obs = self._empty_obs()
             rew = np.empty(n, np.float64)
             term = np.empty(n, bool)
             trunc = np.empty(n, bool)
             finals = []
+            scores = None
             for i, e in enumerate(self._envs):
-                o, r, te, tr, _ = e.step(actions[i])
+                o, r, te, tr, info = e.step(actions[i])
                 rew[i], term[i], trunc[i] = r, te, tr
                 if te or tr:
+                    if "game_over" in info:
+                        scores = scores or {}
+                        scores[i] = _game_score(info)
                     finals.append((i, self._encode(o)))
                     o, _ = e.reset()
                 obs[i] = o if self._flat_box else self._encode(o)
@@ -141,7 +147,10 @@ class VecEnv:
         self._ep_len += 1
         if ended:
             for i in ended:
-                self.finished.append((float(self._ep_ret[i]), int(self._ep_len[i])))
+                if scores is None or i not in scores:
+                    self.finished.append((float(self._ep_ret[i]), int(self._ep_len[i])))
+                elif scores[i] is not None:  # a game env: its raw score at game over, nothing at a lost life
+                    self.finished.append(scores[i])
             self.episodes += len(ended)
             self._ep_ret[ended] = 0
             self._ep_len[ended] = 0
@@ -243,6 +252,14 @@ def run_episodes(act: Callable[[torch.Tensor], np.ndarray], factory: Callable[[]
         done_total += k
         start += k
     return returns
+
+
+def _game_score(info: dict[str, Any]) -> tuple[float, int] | None:
+    """(raw score, length) of a game that ended at this step, None where only a life was lost: Atari training
+    envs report ``game_over`` beneath episodic life and reward clipping (envs/atari.py RawScore)."""
+    if not info.get("game_over"):
+        return None
+    return float(info["raw_return"]), int(info["raw_length"])
 
 
 def _encode_one(spec: EnvSpec, o: Any) -> np.ndarray:
