@@ -78,7 +78,9 @@ class Row:
     learning_starts: int = 0
     quick_learning_starts: int = 0
     sb3_package: str = "stable_baselines3"
-    extra_package: str | None = None  # e.g. mujoco
+    extra_package: str | None = None  # e.g. mujoco, ale_py
+    target: float | None = None  # the row's own speed target (else the kind's)
+    evaluate: bool = True  # evaluate the trained policies (off for Atari: a full game costs more than the budget)
 
     @property
     def doc(self) -> str:
@@ -200,6 +202,24 @@ def _sb3_sac_halfcheetah(seed: int, ls: int) -> Any:
 
 # fmt: off
 # pgrad Config values of each row (the SB3 side is in the row's _sb3_* builder, whose docstring states both).
+def _sb3_ppo_atari(seed: int, ls: int) -> Any:
+    """PPO Atari as SB3's CnnPolicy: BreakoutNoFrameskip-v4 through SB3's AtariWrapper and a 4-frame stack, 8 envs,
+    n_steps 128, n_epochs 4, batch_size 256, lr 2.5e-4, clip 0.1, ent_coef 0.01, vf_coef 0.5, max_grad_norm 0.5,
+    gae_lambda 0.95, gamma 0.99; the Nature CNN shared by linear π and V heads (net_arch []). Budget 10,240 steps
+    (10 rollouts; quick 2,048); no evaluation (one full game costs more than the budget)."""
+    import ale_py
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    gym.register_envs(ale_py)
+    env = VecFrameStack(make_atari_env("BreakoutNoFrameskip-v4", n_envs=8, seed=seed), 4)
+    return PPO("CnnPolicy", env, n_steps=128, n_epochs=4, batch_size=256, learning_rate=2.5e-4, clip_range=0.1,
+               ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, gae_lambda=0.95, gamma=0.99, seed=seed, device="cpu",
+               verbose=0)  # fmt: skip
+
+
 _ON_COMMON = {"hidden": (64, 64), "activation": "tanh"}
 _DPG_PGRAD = {"gamma": 0.98, "buffer_size": 200_000, "noise_sigma": 0.1, "train_freq": 1, "gradient_steps": 1,
               "lr": 1e-3, "hidden": (400, 300), "activation": "relu", "batch_size": 256, "tau": 0.005}
@@ -222,6 +242,11 @@ ROWS: dict[str, Row] = {r.name: r for r in [
             "n_steps": 1024, "batch_size": 64, "lam": 0.95, "gamma": 0.9, "epochs": 10, "ent_coef": 0.0, "lr": 1e-3,
             "anneal_lr": False, "clip_eps": 0.2, "anneal_clip": False, "vf_coef": 0.5, "max_grad_norm": 0.5,
             "norm_adv": True, "log_std_init": 0.0, **_ON_COMMON}),
+    Row("ppo-atari", "ppo", "BreakoutNoFrameskip-v4", ON, num_envs=8, steps=10_240, quick_steps=2_048,
+        sb3=_sb3_ppo_atari, extra_package="ale_py", target=1.5, evaluate=False, pgrad={
+            "n_steps": 128, "batch_size": 256, "epochs": 4, "lr": 2.5e-4, "anneal_lr": False, "clip_eps": 0.1,
+            "anneal_clip": False, "gamma": 0.99, "lam": 0.95, "vf_coef": 0.5, "ent_coef": 0.01, "max_grad_norm": 0.5,
+            "norm_adv": True, "hidden": (), "activation": "relu", "net": "nature"}),
     Row("trpo-cartpole", "trpo", "CartPole-v1", ON, num_envs=2, steps=40_960, quick_steps=4_096,
         sb3=_sb3_trpo_cartpole, sb3_package="sb3_contrib", pgrad={
             "n_steps": 512, "batch_size": 512, "cg_damping": 1e-3, "lam": 0.98, "gamma": 0.99, "lr": 1e-3,
@@ -265,10 +290,8 @@ def check_installed(rows: list[Row]) -> None:
             )
     for r in rows:
         if r.extra_package and importlib.util.find_spec(r.extra_package) is None:
-            raise PgradError(
-                f"row {r.name} needs {r.extra_package}: pip install 'gymnasium[mujoco]' "
-                f"(or leave it out with --rows)"
-            )
+            extra = "pgrad[atari]" if r.extra_package == "ale_py" else "gymnasium[mujoco]"
+            raise PgradError(f"row {r.name} needs {r.extra_package}: pip install '{extra}' (or leave it out with --rows)")
 
 
 # ----------------------------------------------------------------------------- child processes
@@ -393,7 +416,7 @@ def _child_sb3(row: Row, seed: int, steps: int, ls: int, episodes: int) -> dict[
     model.learn(steps, callback=Mark() if row.kind == OFF else None)
     marks.append((model.num_timesteps, time.perf_counter(), time.process_time()))
     res = _window(marks, ls if row.kind == OFF else 0)
-    res["returns"] = _eval_sb3(model, row.env, episodes, 10_000 + seed)
+    res["returns"] = _eval_sb3(model, row.env, episodes, 10_000 + seed) if row.evaluate else []
     return res
 
 
@@ -504,7 +527,8 @@ def _child_pgrad(
     with tempfile.TemporaryDirectory() as d:
         agent = pgrad.train(row.algo, row.env, steps=steps, seed=seed, out=f"{d}/run", **kw)
         res = _window(marks, ls if row.kind == OFF else 0)
-        res["returns"] = [float(x) for x in agent.evaluate(episodes=episodes, seed=10_000 + seed).returns]
+        res["returns"] = [float(x) for x in agent.evaluate(episodes=episodes, seed=10_000 + seed).returns] \
+            if row.evaluate else []
     if row.kind == OFF and upd["counted"]:
         res["update"] = {
             "flops_per_update": upd["flops"] / upd["counted"],
@@ -543,9 +567,11 @@ def _child_limits(spec: dict[str, Any]) -> dict[str, Any]:
     import gymnasium as gym
     import torch
 
+    from pgrad.envs import env_factory
+
     envs = {}
-    for env_id, n in spec["envs"]:
-        vec = gym.make_vec(env_id, num_envs=n, vectorization_mode="sync")
+    for env_id, n in spec["envs"]:  # the env pgrad trains on (Atari: its preprocessing)
+        vec = gym.vector.SyncVectorEnv([env_factory(env_id)[0]] * n)
         vec.reset(seed=0)
         vec.action_space.seed(0)
         k, t0 = 0, time.perf_counter()
@@ -631,7 +657,7 @@ def run_row(
             r = _spawn(
                 {"lib": lib, "row": row.name, "seed": rep, "steps": total, "ls": ls, "episodes": episodes}
             )
-            r["return"] = statistics.fmean(r["returns"])
+            r["return"] = statistics.fmean(r["returns"]) if r["returns"] else math.nan
             runs[lib].append(r)
             cpu = f" (CPU clock {r['cpu_sps']:,.0f})" if row.kind == OFF else ""
             say(
@@ -652,7 +678,7 @@ def run_row(
         "window_steps": p[0]["window_steps"],
         "eval_episodes": episodes,
         "hyperparameters": row.doc,
-        "target": TARGET[row.kind],
+        "target": row_target(row),
         "sps": {lib: _stats([r["sps"] for r in runs[lib]]) for lib in runs},
         "cpu_sps": {lib: _stats([r["cpu_sps"] for r in runs[lib]]) for lib in runs},
         "ratio": _stats(ratios),
@@ -688,7 +714,7 @@ def run_row(
 
 
 def row_target(row: Row) -> float:
-    return TARGET[row.kind]
+    return row.target if row.target is not None else TARGET[row.kind]
 
 
 def bench(

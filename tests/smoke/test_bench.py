@@ -15,9 +15,10 @@ from pgrad.errors import ConfigError
 
 def test_rows_registry_parses():
     assert list(bench.ROWS) == [
-        "a2c-cartpole", "ppo-cartpole", "ppo-pendulum", "trpo-cartpole",
+        "a2c-cartpole", "ppo-cartpole", "ppo-pendulum", "ppo-atari", "trpo-cartpole",
         "ddpg-pendulum", "td3-pendulum", "sac-pendulum", "sac-halfcheetah",
     ]  # fmt: skip
+    assert bench.row_target(bench.ROWS["ppo-atari"]) == 1.5 and bench.row_target(bench.ROWS["ppo-cartpole"]) == 3.0
     for row in bench.ROWS.values():
         assert row.kind in bench.TARGET and row.doc, row.name  # every row states its hyperparameters
         for quick in (False, True):

@@ -41,7 +41,7 @@ from pgrad.core.nets import (
 )
 from pgrad.core.returns import gae
 from pgrad.data.collect import collect_rollout
-from pgrad.data.rollout import Rollout, flat, minibatches
+from pgrad.data.rollout import Rollout, flat, minibatches, next_values
 from pgrad.envs import EnvSpec
 
 SPACES = ("discrete", "box")
@@ -163,7 +163,11 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
         clip_eps = cfg.clip_eps * frac if cfg.anneal_clip else cfg.clip_eps
         collect_rollout(envs, sample, ro)
         with torch.no_grad():
-            v, v_next = nets["v"](nets["enc"](ro.obs)), nets["v"](nets["enc"](ro.next_obs))
+            v = nets["v"](nets["enc"](ro.obs))
+            if run.spec.is_image:  # V(s_{t+1}) from v where s_{t+1} is the next row: one CNN pass fewer
+                v_next = next_values(lambda o: nets["v"](nets["enc"](o)), ro, v)
+            else:
+                v_next = nets["v"](ro.next_obs)
             adv, ret = gae(ro.rewards, v, v_next, ro.terminated, ro.truncated, cfg.gamma, cfg.lam)  # (4)
         data = {"obs": flat(ro.obs), "actions": flat(ro.actions), "logp": flat(ro.logp), "adv": flat(adv),
                 "ret": flat(ret), "v": flat(v)}

@@ -5,7 +5,7 @@ No advantage logic lives here: estimators in pgrad.core.returns read the tensors
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -66,3 +66,20 @@ def minibatches(n: int, batch_size: int, generator: torch.Generator | None = Non
     perm = torch.randperm(n, generator=generator)
     for i in range(0, n, batch_size):
         yield perm[i:i + batch_size]
+
+
+def next_values(value_fn: Callable[[torch.Tensor], torch.Tensor], ro: Rollout, v: torch.Tensor) -> torch.Tensor:
+    """V(s_{t+1}) for every step [T, N], given v = V(s_t): s_{t+1} is the next row's s_t except where an episode
+    ended at t (its true final observation) and at the last step, so only those observations are evaluated.
+
+    Equal in value to ``value_fn(ro.next_obs)``; for image observations it saves a forward pass of the encoder
+    over the whole rollout (pixel-readiness: the recomputed next-state values).
+    """
+    v_next = torch.empty_like(v)
+    v_next[:-1] = v[1:]
+    need = ro.done.clone()
+    need[-1] = True
+    idx = need.nonzero(as_tuple=True)
+    if idx[0].numel():
+        v_next[idx] = value_fn(ro.next_obs[idx])
+    return v_next
