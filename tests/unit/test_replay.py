@@ -104,3 +104,28 @@ def test_sampled_indices_and_rows_are_the_oldest_first_uniform_draw(N, T):
     for name in ("obs", "actions", "rewards", "terminated", "next_obs"):
         assert torch.equal(out[name], buf.fields[name][rows, envs])
     assert torch.equal(out["discount"], 0.9 * (~buf.fields["terminated"][rows, envs]).float())
+
+
+def test_state_dict_copies_a_partial_buffer_and_shares_a_full_one():
+    """A checkpoint of a full buffer is its live tensors (torch.save writes them as they are: no second copy of a
+    large replay in RAM); of a partly filled one, a copy of the filled rows (a view would save all of them)."""
+    buf = ReplayBuffer(20, 2, (3,), (2,))
+    fill(buf, 4, 2)
+    d = buf.state_dict()
+    assert d["fields"]["obs"].shape[0] == 4 and d["fields"]["obs"].data_ptr() != buf.fields["obs"].data_ptr()
+    fill(buf, 10, 2, seed=1)
+    d = buf.state_dict()
+    assert buf.full and all(d["fields"][k] is v for k, v in buf.fields.items())
+    buf2 = ReplayBuffer(20, 2, (3,), (2,))
+    buf2.load_state_dict(d)
+    assert all(torch.equal(buf2.fields[k], v) for k, v in buf.fields.items())
+
+
+def test_replay_bytes_of_a_plain_buffer_and_prioritised_uint8():
+    from pgrad.data.replay import PrioritizedReplayBuffer, replay_bytes
+
+    buf = ReplayBuffer(300, 3, (17,), (6,), extra={"logp": ((), torch.float32)})
+    assert replay_bytes(300, 3, (17,), torch.float32, 0, (6,), extra={"logp": ((), torch.float32)}) == sum(
+        t.nbytes for t in buf.fields.values())
+    per = PrioritizedReplayBuffer(300, 3, (4, 8, 8), (), torch.long, obs_dtype=torch.uint8)
+    assert per.fields["obs"].dtype == torch.uint8 and per.fields["next_obs"].dtype == torch.uint8

@@ -21,7 +21,9 @@ Beyond the post:
   instead of Ψ = Q_w(s, a): same expected gradient, lower variance (off by default: the post's form);
 - time limits: at a truncation, Q_w of the true final observation and an action sampled there are
   bootstrapped; at a termination nothing is;
-- Box actions: Q_w(s, a) is an MLP on [s, a] and π a Gaussian; no benchmark row, Discrete is the tested case.
+- Box actions: Q_w(s, a) is an MLP on [s, a] and π a Gaussian; no benchmark row, Discrete is the tested case;
+- image observations: π and Q_w each read the frames through their own encoder (the CNN of ``--net``; Q_w(s, a)
+  encodes s before the action joins it), so δ² never moves the actor's features; vectors keep two plain MLPs.
 """
 
 from __future__ import annotations
@@ -34,8 +36,19 @@ import torch
 from torch import nn
 
 from pgrad.config import BaseConfig
+from pgrad.core.encoders import make_encoder
 from pgrad.core.losses import entropy_loss, policy_gradient_loss, value_loss
-from pgrad.core.nets import ActionBounds, Activation, DiscreteQNet, QNet, clip_grad_norm, policy_net
+from pgrad.core.nets import (
+    ActionBounds,
+    Activation,
+    DiscreteQNet,
+    Encoded,
+    QNet,
+    clip_grad_norm,
+    encoded,
+    in_width,
+    policy_net,
+)
 from pgrad.envs import EnvSpec
 
 SPACES = ("discrete", "box")
@@ -58,7 +71,8 @@ class Config(BaseConfig):
     max_grad_norm: float = 1.0
     """Clip each network's gradient norm to this value."""
     hidden: tuple[int, ...] = (64, 64)
-    """Hidden layer sizes of the policy and the Q network (separate networks)."""
+    """Hidden layer sizes of the policy and the Q network (separate networks; on images, after each one's own
+    encoder)."""
     activation: Activation = "tanh"
     """Hidden activation."""
     log_std_init: float = 0.0
@@ -71,13 +85,15 @@ class Config(BaseConfig):
 
 
 def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, dict[str, torch.optim.Optimizer]]:
+    enc_pi, enc_q = make_encoder(spec, cfg.net), make_encoder(spec, cfg.net)  # one each; None for vectors
+    d_pi, d_q = in_width(spec, enc_pi), in_width(spec, enc_q)
     if spec.action_kind == "discrete":
-        q: nn.Module = DiscreteQNet(spec.obs_dim, spec.n_actions, cfg.hidden, cfg.activation)
+        q: nn.Module = DiscreteQNet(d_q, spec.n_actions, cfg.hidden, cfg.activation)
     else:
-        q = QNet(spec.obs_dim, spec.n_actions, cfg.hidden, cfg.activation)
+        q = QNet(d_q, spec.n_actions, cfg.hidden, cfg.activation)
     nets = nn.ModuleDict({
-        "pi": policy_net(spec, cfg.hidden, cfg.activation, cfg.log_std_init),
-        "q": q,
+        "pi": encoded(enc_pi, policy_net(spec, cfg.hidden, cfg.activation, cfg.log_std_init, in_dim=d_pi)),
+        "q": encoded(enc_q, q),
         "bounds": ActionBounds(spec),
     }).to(cfg.device)
     opts = {"pi": torch.optim.Adam(nets["pi"].parameters(), lr=cfg.lr_pi),
@@ -93,9 +109,14 @@ def act(nets: nn.ModuleDict, obs: torch.Tensor, deterministic: bool) -> np.ndarr
     return a.cpu().numpy()
 
 
+def is_discrete(q: nn.Module) -> bool:
+    """Whether Q_w outputs Q_w(s, ·) over all actions (Discrete), its own encoder in front or not."""
+    return isinstance(q.head if isinstance(q, Encoded) else q, DiscreteQNet)
+
+
 def q_value(q: nn.Module, obs: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """Q_w(s, a) for a batch: a gather over Q_w(s, ·) (Discrete) or the MLP on [s, a] (Box)."""
-    if isinstance(q, DiscreteQNet):
+    if is_discrete(q):
         return q(obs).gather(-1, a.long().unsqueeze(-1)).squeeze(-1)
     return q(obs, a)
 
@@ -105,7 +126,7 @@ def update(nets: nn.ModuleDict, opts: dict[str, torch.optim.Optimizer], b: dict[
     """One step on θ and w from N transitions (s, a, r, s', a')."""
     dist = nets["pi"](b["obs"])
     logp = dist.log_prob(b["actions"])
-    discrete = isinstance(nets["q"], DiscreteQNet)
+    discrete = is_discrete(nets["q"])
     q_all = nets["q"](b["obs"]) if discrete else None
     q_sa = q_all.gather(-1, b["actions"].long().unsqueeze(-1)).squeeze(-1) if discrete \
         else nets["q"](b["obs"], b["actions"])

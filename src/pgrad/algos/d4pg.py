@@ -24,7 +24,10 @@ Beyond the post:
 - actors act uniformly at random until the learner's first publication (after ``learning_starts`` steps);
 - soft target updates (the paper copied the targets every 100 steps); priorities are the per-sample
   cross-entropy; importance weights are normalised by their batch maximum;
-- N-step windows stop at episode ends: bootstrapping through truncation (true final s'), never termination.
+- N-step windows stop at episode ends: bootstrapping through truncation (true final s'), never termination;
+- image observations: μ and Z each own an encoder (the CNN of ``--net``); the targets and the actors' copies of μ
+  carry theirs; frames stay uint8 (or bool) in the actors' local replay, their chunks and the learner's replay;
+  the actor step reads the critic's features without a graph.
 """
 
 from __future__ import annotations
@@ -39,11 +42,20 @@ from torch import nn
 
 from pgrad.config import BaseConfig
 from pgrad.core import optim
+from pgrad.core.encoders import make_encoder
 from pgrad.core.losses import categorical_loss, categorical_mean, categorical_projection, dpg_actor_loss
-from pgrad.core.nets import ActionBounds, Activation, CategoricalQ, DeterministicActor
+from pgrad.core.nets import (
+    ActionBounds,
+    Activation,
+    CategoricalQ,
+    DeterministicActor,
+    Encoded,
+    encoded,
+    in_width,
+)
 from pgrad.core.targets import frozen_copy, polyak_update
 from pgrad.data.replay import PrioritizedReplayBuffer, ReplayBuffer, extend
-from pgrad.envs import EnvSpec
+from pgrad.envs import EnvSpec, obs_torch_dtype
 from pgrad.errors import ConfigError
 from pgrad.parallel.actors import Actor, ActorSpec, make_pool
 
@@ -99,7 +111,7 @@ class Config(BaseConfig):
     noise_sigma_max: float | None = None
     """σ of actor K-1; actors in between are evenly spaced (None: every actor uses noise_sigma)."""
     hidden: tuple[int, ...] = (400, 300)
-    """Hidden layer sizes of μ_θ and Z_w."""
+    """Hidden layer sizes of μ_θ and Z_w (on images, after each one's encoder)."""
     activation: Activation = "relu"
     """Hidden activation."""
 
@@ -116,8 +128,9 @@ class Config(BaseConfig):
 def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, dict[str, torch.optim.Optimizer]]:
     if not cfg.v_min < cfg.v_max:
         raise ConfigError(f"v_min={cfg.v_min} must be below v_max={cfg.v_max}")
-    mu = DeterministicActor(spec.obs_dim, spec.act_dim, cfg.hidden, cfg.activation)
-    z = CategoricalQ(spec.obs_dim, spec.act_dim, cfg.n_atoms, cfg.hidden, cfg.activation)
+    enc_mu, enc_z = make_encoder(spec, cfg.net), make_encoder(spec, cfg.net)  # None for vectors
+    mu = encoded(enc_mu, DeterministicActor(in_width(spec, enc_mu), spec.act_dim, cfg.hidden, cfg.activation))
+    z = encoded(enc_z, CategoricalQ(in_width(spec, enc_z), spec.act_dim, cfg.n_atoms, cfg.hidden, cfg.activation))
     nets = nn.ModuleDict({"mu": mu, "z": z, "mu_targ": frozen_copy(mu), "z_targ": frozen_copy(z),
                           "bounds": ActionBounds(spec)}).to(cfg.device)
     fused = torch.device(cfg.device).type == "cpu"
@@ -145,7 +158,7 @@ def update(nets: nn.ModuleDict, opt: dict[str, torch.optim.Optimizer], b: dict[s
     z_loss.backward()
     opt["z"].step()
 
-    pi_loss = dpg_actor_loss(categorical_mean(z(b["obs"], mu(b["obs"])), atoms))  # (4)
+    pi_loss = dpg_actor_loss(categorical_mean(z_of_actor(z, b["obs"], mu(b["obs"])), atoms))  # (4)
     params = list(mu.parameters())
     for p, g in zip(params, torch.autograd.grad(pi_loss, params)):  # θ only: no critic weight gradients
         p.grad = g
@@ -155,6 +168,25 @@ def update(nets: nn.ModuleDict, opt: dict[str, torch.optim.Optimizer], b: dict[s
     polyak_update(nets["z_targ"], z, cfg.tau)
     q = categorical_mean(logits.detach(), atoms).mean()
     return {"loss/critic": z_loss.detach(), "loss/actor": pi_loss.detach(), "q": q}, ce
+
+
+def z_of_actor(z: nn.Module, obs: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """Z_w(s, a) logits for the actor step, whose gradient is taken for θ only: an encoder's features carry no
+    graph."""
+    if isinstance(z, Encoded):
+        with torch.no_grad():
+            h = z.encoder(obs)
+        return z.head(h, a)
+    return z(obs, a)
+
+
+def learner_replay(cfg: Config, spec: EnvSpec) -> ReplayBuffer:
+    """The learner's replay: complete n-step transitions from the actors, one per row, frames in their own
+    dtype."""
+    buffer_cls = PrioritizedReplayBuffer if cfg.prioritized else ReplayBuffer
+    kw = {"alpha": cfg.alpha} if cfg.prioritized else {}
+    return buffer_cls(cfg.buffer_size, 1, spec.obs_shape, (spec.act_dim,), device=cfg.device,
+                      extra={"gamma_n": ((), torch.float32)}, obs_dtype=obs_torch_dtype(spec), **kw)
 
 
 class LearnerState:
@@ -186,11 +218,7 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     envs = run.make_envs() if cfg.actors == 0 else None
     nets, opt = build(cfg, spec)
     atoms = torch.linspace(cfg.v_min, cfg.v_max, cfg.n_atoms, device=cfg.device)  # (1)
-    buffer_cls = PrioritizedReplayBuffer if cfg.prioritized else ReplayBuffer
-    kw = {"alpha": cfg.alpha} if cfg.prioritized else {}
-    # n-step transitions arrive complete from the actors: the learner's replay stores them one per row
-    replay = buffer_cls(cfg.buffer_size, 1, (spec.obs_dim,), (spec.act_dim,), device=cfg.device,
-                        extra={"gamma_n": ((), torch.float32)}, **kw)
+    replay = learner_replay(cfg, spec)
     state = LearnerState()
     tracked: dict[str, Any] = {"opt_mu": opt["mu"], "opt_z": opt["z"], "replay": replay, "state": state}
     local = None

@@ -15,7 +15,10 @@ Beyond the post:
 - uniform random actions for the first ``learning_starts`` steps, before any update (as SB3 and the TD3 code);
 - optional n-step returns y = Σ_j γ^j r_{t+j} + γ^n Q_w'(s_{t+n}, μ_θ'(s_{t+n})) from the replay buffer;
 - time limits: the target bootstraps through truncation (the true final s') and never through termination;
-- the actor step takes gradients with respect to θ only (the critic's weight gradients are never computed).
+- the actor step takes gradients with respect to θ only (the critic's weight gradients are never computed);
+- image observations: μ and Q each own an encoder (the CNN of ``--net``) in front of their MLP, as the paper's
+  separate convnets; the targets copy theirs; the actor step reads the critic's features without a graph.
+  Batch normalisation (6) is for low-dimensional inputs and is refused on images.
 """
 
 from __future__ import annotations
@@ -31,11 +34,12 @@ from torch import nn
 from pgrad.config import BaseConfig
 from pgrad.core import optim
 from pgrad.core.distributions import GaussianNoise, OUNoise
+from pgrad.core.encoders import make_encoder
 from pgrad.core.losses import clipped_double_q_target, dpg_actor_loss, q_regression_loss
-from pgrad.core.nets import ActionBounds, Activation, DeterministicActor, QNet
+from pgrad.core.nets import ActionBounds, Activation, DeterministicActor, Encoded, QNet, encoded, in_width
 from pgrad.core.targets import frozen_copy, polyak_update
 from pgrad.data.replay import ReplayBuffer
-from pgrad.envs import EnvSpec
+from pgrad.envs import EnvSpec, obs_torch_dtype
 
 SPACES = ("box",)
 
@@ -71,9 +75,10 @@ class Config(BaseConfig):
     ou_theta: float = 0.15
     """Mean reversion θ of the Ornstein-Uhlenbeck process."""
     batch_norm: bool = False
-    """Batch-normalise the observation inputs of μ and Q (the paper's fix for features in different units)."""
+    """Batch-normalise the observation inputs of μ and Q (the paper's fix for features in different units;
+    vectors only)."""
     hidden: tuple[int, ...] = (400, 300)
-    """Hidden layer sizes of μ_θ and Q_w."""
+    """Hidden layer sizes of μ_θ and Q_w (on images, after each one's encoder)."""
     activation: Activation = "relu"
     """Hidden activation."""
     bf16: bool = False
@@ -101,8 +106,10 @@ class Critic(nn.Module):
 
 
 def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, dict[str, torch.optim.Optimizer]]:
-    mu = DeterministicActor(spec.obs_dim, spec.act_dim, cfg.hidden, cfg.activation, cfg.batch_norm)
-    q = Critic(spec.obs_dim, spec.act_dim, cfg.hidden, cfg.activation, cfg.batch_norm)
+    enc_mu, enc_q = make_encoder(spec, cfg.net), make_encoder(spec, cfg.net)  # None for vectors
+    mu = encoded(enc_mu, DeterministicActor(in_width(spec, enc_mu), spec.act_dim, cfg.hidden, cfg.activation,
+                                            cfg.batch_norm))
+    q = encoded(enc_q, Critic(in_width(spec, enc_q), spec.act_dim, cfg.hidden, cfg.activation, cfg.batch_norm))
     nets = nn.ModuleDict({"mu": mu, "q": q, "mu_targ": frozen_copy(mu), "q_targ": frozen_copy(q),
                           "bounds": ActionBounds(spec)}).to(cfg.device)
     nets["mu_targ"].eval()
@@ -142,7 +149,7 @@ def update(nets: nn.ModuleDict, opt: dict[str, torch.optim.Optimizer], b: dict[s
     q_loss.backward()
     opt["q"].step()
 
-    pi_loss = dpg_actor_loss(q(b["obs"], mu(b["obs"])))  # (4)
+    pi_loss = dpg_actor_loss(q_of_actor(q, b["obs"], mu(b["obs"])))  # (4)
     params = list(mu.parameters())
     for p, g in zip(params, torch.autograd.grad(pi_loss, params)):  # θ only: no critic weight gradients
         p.grad = g
@@ -151,6 +158,15 @@ def update(nets: nn.ModuleDict, opt: dict[str, torch.optim.Optimizer], b: dict[s
     polyak_update(nets["mu_targ"], mu, cfg.tau)  # (5)
     polyak_update(nets["q_targ"], q, cfg.tau)
     return {"loss/critic": q_loss.detach(), "loss/actor": pi_loss.detach(), "q": q_sa.detach().mean()}
+
+
+def q_of_actor(q: nn.Module, obs: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """Q_w(s, a) for the actor step, whose gradient is taken for θ only: an encoder's features carry no graph."""
+    if isinstance(q, Encoded):
+        with torch.no_grad():
+            h = q.encoder(obs)
+        return q.head(h, a)
+    return q(obs, a)
 
 
 def make_noise(cfg: Config, shape: tuple[int, ...]) -> GaussianNoise | OUNoise:
@@ -163,8 +179,8 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     envs = run.make_envs()
     spec, N = run.spec, cfg.num_envs
     nets, opt = build(cfg, spec)
-    replay = ReplayBuffer(cfg.buffer_size, N, (spec.obs_dim,), (spec.act_dim,), n_step=cfg.n_step,
-                          gamma=cfg.gamma, device=cfg.device)
+    replay = ReplayBuffer(cfg.buffer_size, N, spec.obs_shape, (spec.act_dim,), n_step=cfg.n_step,
+                          gamma=cfg.gamma, device=cfg.device, obs_dtype=obs_torch_dtype(spec))
     noise = make_noise(cfg, (N, spec.act_dim))  # (1)
     run.track(nets=nets, opt_mu=opt["mu"], opt_q=opt["q"], replay=replay, noise=noise)
     mu, bounds = nets["mu"], nets["bounds"]

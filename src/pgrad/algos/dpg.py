@@ -27,7 +27,10 @@ Beyond the post:
   (tanh output scaled to the bounds); ``critic = mlp`` uses an MLP Q_w(s, a) instead of (5);
 - SGD as in the post, or Adam; exploration noise σ in env action units for both forms (the on-policy form with
   σ = 0 is the post's purely deterministic version: it learns only what the env's own noise reveals);
-- time limits: the targets bootstrap through truncation (the true final s_{t+1}), never through termination.
+- time limits: the targets bootstrap through truncation (the true final s_{t+1}), never through termination;
+- flat vector observations only: θ s, the quadratic features of s and the per-sample Jacobians are the linear
+  maths of the paper, and image observations are refused (``IMAGES = False``); DDPG, TD3, D4PG and SAC read
+  frames through an encoder.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from pgrad.core.nets import ActionBounds, Activation, QNet, mlp
 from pgrad.envs import EnvSpec
 
 SPACES = ("box",)
+IMAGES = False  # api.prepare refuses image observations: DPG's linear maths reads flat vectors
 
 
 @dataclass

@@ -20,7 +20,9 @@ Beyond the post:
 - optional experience replay (``replay``): uniform, storing log β(a|s) with each transition;
 - a target critic Q_w̄ for y, updated by Polyak averaging with ``tau`` (1.0: no target network);
 - N envs per step, Adam, gradient clipping; bootstrap through truncation with the true final observation,
-  never through termination. Discrete actions (the sum over a' in (3) is exact).
+  never through termination. Discrete actions (the sum over a' in (3) is exact);
+- image observations: π and Q_w each read the frames through their own encoder (the CNN of ``--net``; the target
+  critic copies Q_w's), and replay stores frames in the env's dtype (uint8 or bool), never as floats.
 """
 
 from __future__ import annotations
@@ -34,11 +36,13 @@ from torch import nn
 
 from pgrad.config import BaseConfig
 from pgrad.core.distributions import Categorical
+from pgrad.core.encoders import make_encoder
 from pgrad.core.losses import entropy_loss, off_policy_pg_loss, value_loss
-from pgrad.core.nets import Activation, DiscreteQNet, clip_grad_norm, policy_net
+from pgrad.core.nets import Activation, DiscreteQNet, clip_grad_norm, encoded, in_width, policy_net
 from pgrad.core.targets import frozen_copy, polyak_update
 from pgrad.data.replay import ReplayBuffer
-from pgrad.envs import EnvSpec
+from pgrad.envs import EnvSpec, obs_torch_dtype
+from pgrad.envs.atari import stacked_frames
 
 SPACES = ("discrete",)
 
@@ -76,7 +80,8 @@ class Config(BaseConfig):
     max_grad_norm: float = 1.0
     """Clip each network's gradient norm to this value."""
     hidden: tuple[int, ...] = (64, 64)
-    """Hidden layer sizes of the policy and the Q network (separate networks)."""
+    """Hidden layer sizes of the policy and the Q network (separate networks; on images, after each one's own
+    encoder)."""
     activation: Activation = "tanh"
     """Hidden activation."""
 
@@ -88,11 +93,12 @@ class Config(BaseConfig):
 
 
 def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, dict[str, torch.optim.Optimizer]]:
+    enc_pi, enc_q = make_encoder(spec, cfg.net), make_encoder(spec, cfg.net)  # one each; None for vectors
     nets = nn.ModuleDict({
-        "pi": policy_net(spec, cfg.hidden, cfg.activation),
-        "q": DiscreteQNet(spec.obs_dim, spec.n_actions, cfg.hidden, cfg.activation),
+        "pi": encoded(enc_pi, policy_net(spec, cfg.hidden, cfg.activation, in_dim=in_width(spec, enc_pi))),
+        "q": encoded(enc_q, DiscreteQNet(in_width(spec, enc_q), spec.n_actions, cfg.hidden, cfg.activation)),
     }).to(cfg.device)
-    nets["q_target"] = frozen_copy(nets["q"])
+    nets["q_target"] = frozen_copy(nets["q"])  # Q_w̄: its encoder included
     opts = {"pi": torch.optim.Adam(nets["pi"].parameters(), lr=cfg.lr_pi),
             "q": torch.optim.Adam(nets["q"].parameters(), lr=cfg.lr_q)}
     return nets, opts
@@ -151,8 +157,9 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     buf = None
     tracked: dict[str, Any] = {"opt_pi": opts["pi"], "opt_q": opts["q"]}
     if cfg.replay:
-        buf = ReplayBuffer(max(cfg.buffer_size, 2 * N), N, (run.spec.obs_dim,), (), torch.long, gamma=cfg.gamma,
-                           device=cfg.device, extra={"beta_logp": ((), torch.float32)})
+        buf = ReplayBuffer(max(cfg.buffer_size, 2 * N), N, run.spec.obs_shape, (), torch.long, gamma=cfg.gamma,
+                           device=cfg.device, extra={"beta_logp": ((), torch.float32)},
+                           obs_dtype=obs_torch_dtype(run.spec), frame_stack=stacked_frames(run.spec))
         tracked["replay"] = buf
     run.track(nets=nets, **tracked)
     step_fn = torch.compile(update) if cfg.compile else update

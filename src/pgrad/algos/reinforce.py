@@ -14,7 +14,9 @@ Beyond the post:
 - each update uses one complete episode from each of N envs (reset together; the first episode of each env
   only, which keeps the batch an unbiased sample of trajectories) and Adam instead of plain SGD;
 - with a value baseline, an episode cut by a time limit bootstraps G from V_w of its final observation;
-  without a critic, G stops at the cut.
+  without a critic, G stops at the cut;
+- image observations: π and V_w each read the frames through their own encoder (the CNN of ``--net``), so the
+  baseline's regression never moves the policy's features; vectors keep two plain MLPs.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ import torch
 from torch import nn
 
 from pgrad.config import BaseConfig
+from pgrad.core.encoders import make_encoder
 from pgrad.core.losses import entropy_loss, policy_gradient_loss, value_loss
-from pgrad.core.nets import ActionBounds, Activation, ValueNet, clip_grad_norm, policy_net
+from pgrad.core.nets import ActionBounds, Activation, ValueNet, clip_grad_norm, encoded, in_width, policy_net
 from pgrad.core.returns import discounted_returns
 from pgrad.data.collect import collect_episodes
+from pgrad.data.rollout import flat
 from pgrad.envs import EnvSpec
 
 SPACES = ("discrete", "box")
@@ -57,7 +61,7 @@ class Config(BaseConfig):
     max_grad_norm: float | None = None
     """Clip the policy gradient norm to this value (None: no clipping)."""
     hidden: tuple[int, ...] = (64, 64)
-    """Hidden layer sizes of the policy (and value) network."""
+    """Hidden layer sizes of the policy (and value) network; on images, after each one's own encoder."""
     activation: Activation = "tanh"
     """Hidden activation."""
     log_std_init: float = 0.0
@@ -73,12 +77,15 @@ class Config(BaseConfig):
 
 
 def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, dict[str, torch.optim.Optimizer]]:
+    enc_pi = make_encoder(spec, cfg.net)  # None for flat vectors: the heads read observations directly
     nets = nn.ModuleDict({
-        "pi": policy_net(spec, cfg.hidden, cfg.activation, cfg.log_std_init),
+        "pi": encoded(enc_pi, policy_net(spec, cfg.hidden, cfg.activation, cfg.log_std_init,
+                                         in_dim=in_width(spec, enc_pi))),
         "bounds": ActionBounds(spec),
     })
     if cfg.baseline == "value":
-        nets["v"] = ValueNet(spec.obs_dim, cfg.hidden, cfg.activation)
+        enc_v = make_encoder(spec, cfg.net)  # V_w's own encoder
+        nets["v"] = encoded(enc_v, ValueNet(in_width(spec, enc_v), cfg.hidden, cfg.activation))
     nets = nets.to(cfg.device)
     opts = {"pi": torch.optim.Adam(nets["pi"].parameters(), lr=cfg.lr)}
     if cfg.baseline == "value":
@@ -146,8 +153,7 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
         t_idx = torch.arange(ro.T, dtype=torch.float32, device=ro.rewards.device).unsqueeze(1).expand(ro.T, ro.N)
         discount = cfg.gamma ** t_idx if cfg.gamma_t else torch.ones_like(t_idx)
         m = mask.reshape(-1)
-        b = {"obs": ro.obs.reshape(-1, ro.obs.shape[-1])[m], "actions": ro.actions.reshape(ro.T * ro.N, *ro.actions.shape[2:])[m],
-             "G": G.reshape(-1)[m], "discount": discount.reshape(-1)[m]}
+        b = {"obs": flat(ro.obs)[m], "actions": flat(ro.actions)[m], "G": flat(G)[m], "discount": flat(discount)[m]}
         metrics = update(nets, opts, b, cfg)
         metrics["episode_len"] = mask.sum(0).float().mean()
         if not run.advance(ro.T * ro.N, metrics):

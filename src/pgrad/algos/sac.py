@@ -35,7 +35,10 @@ Beyond the post:
 - the first ``learning_starts`` steps take uniform random actions; log σ is clamped to [-20, 2];
 - H̄ = -|A| applies to the log-density in the env's units (10), as the issue asks; for bounds [-1, 1] (MuJoCo)
   this is the usual target;
-- time limits: Q targets bootstrap at truncation (with the true final observation), never at termination.
+- time limits: Q targets bootstrap at truncation (with the true final observation), never at termination;
+- image observations: π, the twin critics and V each own an encoder (the CNN of ``--net``); the two critics share
+  one in front of their StackedQ, computed once per batch for J_Q and (detached) for the critics inside (5);
+  the target critics (or V_ψ̄) copy theirs. α, H̄ and the log-densities (10) are the vector case's.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from torch import nn
 from pgrad.config import BaseConfig
 from pgrad.core import optim
 from pgrad.core.distributions import scale_log_prob
+from pgrad.core.encoders import make_encoder
 from pgrad.core.losses import (
     sac_policy_loss,
     soft_q_loss,
@@ -59,10 +63,20 @@ from pgrad.core.losses import (
     soft_v_target,
     temperature_loss,
 )
-from pgrad.core.nets import ActionBounds, Activation, StackedQ, TanhGaussianPolicy, ValueNet, policy_function
+from pgrad.core.nets import (
+    ActionBounds,
+    Activation,
+    Encoded,
+    StackedQ,
+    TanhGaussianPolicy,
+    ValueNet,
+    encoded,
+    in_width,
+    policy_function,
+)
 from pgrad.core.targets import frozen_copy, polyak_update
 from pgrad.data.replay import ReplayBuffer
-from pgrad.envs import EnvSpec
+from pgrad.envs import EnvSpec, obs_torch_dtype
 
 SPACES = ("box",)
 
@@ -96,7 +110,7 @@ class Config(BaseConfig):
     target_entropy: float | None = None
     """Target entropy H̄ of the learned α (None: -|A|, the action dimension)."""
     hidden: tuple[int, ...] = (256, 256)
-    """Hidden layer sizes of π_θ, Q_w (and V_ψ)."""
+    """Hidden layer sizes of π_θ, Q_w (and V_ψ); on images, after each one's encoder."""
     activation: Activation = "relu"
     """Hidden activation."""
     log_std_min: float = -20.0
@@ -121,15 +135,18 @@ class Temperature(nn.Module):
 
 
 def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, torch.optim.Optimizer]:
-    obs_dim, act_dim = spec.obs_dim, spec.act_dim
+    act_dim = spec.act_dim
+    enc_pi, enc_q = make_encoder(spec, cfg.net), make_encoder(spec, cfg.net)  # None for vectors
     nets = nn.ModuleDict({
-        "pi": TanhGaussianPolicy(obs_dim, act_dim, cfg.hidden, cfg.activation, cfg.log_std_min, cfg.log_std_max),
-        "q": StackedQ(2, obs_dim, act_dim, cfg.hidden, cfg.activation),
+        "pi": encoded(enc_pi, TanhGaussianPolicy(in_width(spec, enc_pi), act_dim, cfg.hidden, cfg.activation,
+                                                 cfg.log_std_min, cfg.log_std_max)),
+        "q": encoded(enc_q, StackedQ(2, in_width(spec, enc_q), act_dim, cfg.hidden, cfg.activation)),
         "bounds": ActionBounds(spec),
     })
     groups = [{"params": list(nets["pi"].parameters())}, {"params": list(nets["q"].parameters())}]
     if cfg.version == "2018":
-        nets["v"] = ValueNet(obs_dim, cfg.hidden, cfg.activation)
+        enc_v = make_encoder(spec, cfg.net)
+        nets["v"] = encoded(enc_v, ValueNet(in_width(spec, enc_v), cfg.hidden, cfg.activation))
         nets["v_targ"] = frozen_copy(nets["v"])
         groups.append({"params": list(nets["v"].parameters())})
     else:
@@ -154,14 +171,21 @@ def _policy_sample(nets: nn.ModuleDict, obs: torch.Tensor) -> tuple[torch.Tensor
     return a, scale_log_prob(logp, b.low, b.high)
 
 
-def _critics_frozen(q: nn.Module, obs: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """Q_wk(s, ã) [K, B] with w treated as constants: the gradient reaches ã (hence θ) but never w, and the
-    backward pass skips the critics' weight gradients."""
+def _critic_parts(q: nn.Module) -> tuple[Any, nn.Module]:
+    """(encoder, StackedQ) of the critics: their shared encoder and head, or nothing in front for vectors."""
+    if isinstance(q, Encoded):
+        return q.encoder, q.head
+    return (lambda obs: obs), q
+
+
+def _critics_frozen(q: nn.Module, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """Q_wk(s, ã) [K, B] from the critics' detached features h with w treated as constants: the gradient reaches
+    ã (hence θ) but never w, and the backward pass skips the critics' weight gradients."""
     params = list(q.parameters())
     for p in params:
         p.requires_grad_(False)
     try:
-        return q(obs, a)
+        return q(h.detach(), a)
     finally:
         for p in params:
             p.requires_grad_(True)
@@ -179,12 +203,14 @@ def update_2018(nets: nn.ModuleDict, opt: torch.optim.Optimizer, b: dict[str, to
                 cfg: Config) -> dict[str, torch.Tensor]:
     """The post's SAC (Fig. 6): J_V(ψ), J_Q(w) with V_ψ̄, J_π(θ), then ψ̄ ← τψ + (1 - τ)ψ̄."""
     alpha = cfg.alpha
+    enc_q, q_head = _critic_parts(nets["q"])
+    h = enc_q(b["obs"])  # the critics' features, once for (1) and (4)
     a_pi, logp = _policy_sample(nets, b["obs"])  # (10)
-    q_pi = _critics_frozen(nets["q"], b["obs"], a_pi)
+    q_pi = _critics_frozen(q_head, h, a_pi)
     v_loss = soft_v_loss(nets["v"](b["obs"]), soft_v_target(q_pi, logp, alpha))  # (1), (2)
     with torch.no_grad():
         y = soft_q_target(b["rewards"], b["discount"], nets["v_targ"](b["next_obs"]))  # (3)
-    q = nets["q"](b["obs"], b["actions"])
+    q = q_head(h, b["actions"])
     q_loss = soft_q_loss(q, y)  # (4)
     pi_loss = sac_policy_loss(logp, q_pi, alpha)  # (5)
     opt.zero_grad(set_to_none=True)
@@ -204,10 +230,12 @@ def update_auto(nets: nn.ModuleDict, opt: torch.optim.Optimizer, b: dict[str, to
         a_next, logp_next = _policy_sample(nets, b["next_obs"])  # (10)
         v_next = soft_v_target(nets["q_targ"](b["next_obs"], a_next), logp_next, alpha)
         y = soft_q_target(b["rewards"], b["discount"], v_next)  # (7)
-    q = nets["q"](b["obs"], b["actions"])
+    enc_q, q_head = _critic_parts(nets["q"])
+    h = enc_q(b["obs"])  # the critics' features, once for (4) and (5)
+    q = q_head(h, b["actions"])
     q_loss = soft_q_loss(q, y)  # (4)
     a_pi, logp = _policy_sample(nets, b["obs"])  # (10)
-    pi_loss = sac_policy_loss(logp, _critics_frozen(nets["q"], b["obs"], a_pi), alpha)  # (5)
+    pi_loss = sac_policy_loss(logp, _critics_frozen(q_head, h, a_pi), alpha)  # (5)
     alpha_loss = temperature_loss(log_alpha, logp, target_entropy)  # (8)
     opt.zero_grad(set_to_none=True)
     (q_loss + pi_loss + alpha_loss).backward()
@@ -222,7 +250,8 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     spec = run.spec
     nets, opt = build(cfg, spec)
     N, A = cfg.num_envs, spec.act_dim
-    replay = ReplayBuffer(cfg.buffer_size, N, (spec.obs_dim,), (A,), gamma=cfg.gamma, device=cfg.device)
+    replay = ReplayBuffer(cfg.buffer_size, N, spec.obs_shape, (A,), gamma=cfg.gamma, device=cfg.device,
+                          obs_dtype=obs_torch_dtype(spec))
     run.track(nets=nets, opt=opt, replay=replay)
     target_entropy = float(-A) if cfg.target_entropy is None else cfg.target_entropy
     pi, bounds = policy_function(nets["pi"]), nets["bounds"]  # acting without nn.Module overhead

@@ -17,7 +17,10 @@ Beyond the post:
   step runs the first critic alone (core.nets.stacked_members) with gradients taken for θ only;
 - actions live in [-1, 1] (μ = tanh(·)), σ and c are in those units; uniform random actions for the first
   ``learning_starts`` steps; optional n-step returns; bootstrapping through truncation, never termination.
-- with σ_target = 0, d = 1 and one critic, the critic target is exactly DDPG's (tests/equivalence).
+- with σ_target = 0, d = 1 and one critic, the critic target is exactly DDPG's (tests/equivalence);
+- image observations: μ owns an encoder (the CNN of ``--net``) and the K critics share one in front of their
+  StackedQ (one CNN pass for all K); the targets copy theirs; the actor step reads the critic's features
+  without a graph.
 """
 
 from __future__ import annotations
@@ -33,16 +36,26 @@ from torch import nn
 from pgrad.config import BaseConfig
 from pgrad.core import optim
 from pgrad.core.distributions import GaussianNoise
+from pgrad.core.encoders import make_encoder
 from pgrad.core.losses import (
     clipped_double_q_target,
     dpg_actor_loss,
     q_regression_loss,
     smoothed_target_action,
 )
-from pgrad.core.nets import ActionBounds, Activation, DeterministicActor, StackedQ, stacked_members
+from pgrad.core.nets import (
+    ActionBounds,
+    Activation,
+    DeterministicActor,
+    Encoded,
+    StackedQ,
+    encoded,
+    in_width,
+    stacked_members,
+)
 from pgrad.core.targets import frozen_copy, polyak_update
 from pgrad.data.replay import ReplayBuffer
-from pgrad.envs import EnvSpec
+from pgrad.envs import EnvSpec, obs_torch_dtype
 
 SPACES = ("box",)
 
@@ -80,7 +93,7 @@ class Config(BaseConfig):
     noise_sigma: float = 0.1
     """σ of the Gaussian exploration noise, in units of half the action range."""
     hidden: tuple[int, ...] = (400, 300)
-    """Hidden layer sizes of μ_θ and each Q_wk."""
+    """Hidden layer sizes of μ_θ and each Q_wk (on images, after the encoders)."""
     activation: Activation = "relu"
     """Hidden activation."""
     bf16: bool = False
@@ -97,8 +110,9 @@ class Config(BaseConfig):
 
 
 def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, dict[str, torch.optim.Optimizer]]:
-    mu = DeterministicActor(spec.obs_dim, spec.act_dim, cfg.hidden, cfg.activation)
-    q = StackedQ(cfg.n_critics, spec.obs_dim, spec.act_dim, cfg.hidden, cfg.activation)
+    enc_mu, enc_q = make_encoder(spec, cfg.net), make_encoder(spec, cfg.net)  # None for vectors
+    mu = encoded(enc_mu, DeterministicActor(in_width(spec, enc_mu), spec.act_dim, cfg.hidden, cfg.activation))
+    q = encoded(enc_q, StackedQ(cfg.n_critics, in_width(spec, enc_q), spec.act_dim, cfg.hidden, cfg.activation))
     nets = nn.ModuleDict({"mu": mu, "q": q, "mu_targ": frozen_copy(mu), "q_targ": frozen_copy(q),
                           "bounds": ActionBounds(spec)}).to(cfg.device)
     fused = torch.device(cfg.device).type == "cpu"
@@ -132,8 +146,7 @@ def update(nets: nn.ModuleDict, opt: dict[str, torch.optim.Optimizer], b: dict[s
     opt["q"].step()
     out = {"loss/critic": q_loss.detach(), "q": q_sa.detach().mean()}
     if update_actor:  # (5)
-        obs = b["obs"]
-        q1 = stacked_members(q.net, torch.cat([obs, mu(obs)], -1), 1)[0, :, 0]
+        q1 = first_critic(q, b["obs"], mu(b["obs"]))
         pi_loss = dpg_actor_loss(q1)
         params = list(mu.parameters())
         for p, g in zip(params, torch.autograd.grad(pi_loss, params)):  # θ only: no critic weight gradients
@@ -145,12 +158,21 @@ def update(nets: nn.ModuleDict, opt: dict[str, torch.optim.Optimizer], b: dict[s
     return out
 
 
+def first_critic(q: nn.Module, obs: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """Q_w1(s, a) [B] alone, for the actor step (gradients for θ only: an encoder's features carry no graph)."""
+    if isinstance(q, Encoded):
+        with torch.no_grad():
+            obs = q.encoder(obs)
+        q = q.head
+    return stacked_members(q.net, torch.cat([obs, a], -1), 1)[0, :, 0]
+
+
 def train(cfg: Config, run: Any) -> nn.ModuleDict:
     envs = run.make_envs()
     spec, N = run.spec, cfg.num_envs
     nets, opt = build(cfg, spec)
-    replay = ReplayBuffer(cfg.buffer_size, N, (spec.obs_dim,), (spec.act_dim,), n_step=cfg.n_step,
-                          gamma=cfg.gamma, device=cfg.device)
+    replay = ReplayBuffer(cfg.buffer_size, N, spec.obs_shape, (spec.act_dim,), n_step=cfg.n_step,
+                          gamma=cfg.gamma, device=cfg.device, obs_dtype=obs_torch_dtype(spec))
     noise = GaussianNoise((N, spec.act_dim), cfg.noise_sigma)  # (1)
     counter = UpdateCounter()
     run.track(nets=nets, opt_mu=opt["mu"], opt_q=opt["q"], replay=replay, counter=counter)

@@ -13,9 +13,13 @@ Equations (post notation) and the functions that compute them:
 Beyond the post:
 - the post states the constraint with β = π_θold on policy: the behaviour log-probabilities stored at collection
   are π_θold (one policy step per rollout);
-- advantages are normalised per rollout; F is damped (F + cg_damping·I) so CG stays well conditioned;
+- advantages are normalised per rollout; F is damped (F + cg_damping·I) so CG stays well conditioned, and may be
+  estimated on every k-th sample of the rollout (``fvp_subsample``, as OpenAI baselines does);
 - the value function takes several epochs of Adam minibatch steps per rollout (as in Stable-Baselines3);
-- time limits: V of the true final observation is bootstrapped at truncation (GAE), never at termination.
+- time limits: V of the true final observation is bootstrapped at truncation (GAE), never at termination;
+- image observations: π and V_w each read the frames through their own encoder (the CNN of ``--net``), as in
+  the paper's Atari runs where the policy is its own convnet: the natural step (3), (4) covers all of π's
+  parameters, its convolutions included, and the value regression never moves them.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from torch import nn
 from pgrad.config import BaseConfig
 from pgrad.core import optim
 from pgrad.core.distributions import Categorical, DiagGaussian
+from pgrad.core.encoders import make_encoder
 from pgrad.core.losses import value_loss
 from pgrad.core.natural import (
     backtracking_line_search,
@@ -38,7 +43,7 @@ from pgrad.core.natural import (
     flat_grad,
     natural_step_size,
 )
-from pgrad.core.nets import ActionBounds, Activation, ValueNet, policy_function, policy_net
+from pgrad.core.nets import ActionBounds, Activation, ValueNet, encoded, in_width, policy_function, policy_net
 from pgrad.core.returns import gae
 from pgrad.data.collect import collect_rollout
 from pgrad.data.rollout import Rollout, flat, minibatches
@@ -59,6 +64,10 @@ class Config(BaseConfig):
     """GAE λ."""
     cg_iters: int = 15
     """Conjugate gradient iterations (Fisher-vector products) for s = F^{-1} g."""
+    fvp_subsample: int = 1
+    """Estimate F on every k-th sample of the rollout only (1: all of it); the gradient g and the line search
+    always use the whole rollout. A CNN's Fisher-vector products dominate a pixel update (OpenAI baselines' TRPO
+    uses 5)."""
     cg_damping: float = 0.1
     """Damping added to the Fisher matrix: (F + cg_damping·I) s = g."""
     ls_shrink: float = 0.8
@@ -74,14 +83,15 @@ class Config(BaseConfig):
     batch_size: int = 128
     """Minibatch size of the value function steps."""
     hidden: tuple[int, ...] = (64, 64)
-    """Hidden layer sizes of the policy and value networks (separate networks)."""
+    """Hidden layer sizes of the policy and value networks (separate networks; on images, after each one's own
+    encoder)."""
     activation: Activation = "tanh"
     """Hidden activation."""
     log_std_init: float = 0.0
     """Initial log σ of the Gaussian policy (Box actions)."""
 
     RANGES = {
-        "max_kl": "(0, inf)", "n_steps": "[1, inf)", "gamma": "(0, 1]", "lam": "[0, 1]", "cg_iters": "[1, inf)",
+        "max_kl": "(0, inf)", "n_steps": "[1, inf)", "gamma": "(0, 1]", "lam": "[0, 1]", "cg_iters": "[1, inf)", "fvp_subsample": "[1, inf)",
         "cg_damping": "[0, inf)", "ls_shrink": "(0, 1)", "ls_max_iter": "[1, inf)", "lr": "(0, inf)",
         "vf_epochs": "[0, inf)", "batch_size": "[1, inf)", "hidden": "[1, 100000]",
         "log_std_init": "[-20, 2]",
@@ -89,12 +99,14 @@ class Config(BaseConfig):
 
 
 def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, torch.optim.Optimizer]:
+    enc_pi, enc_v = make_encoder(spec, cfg.net), make_encoder(spec, cfg.net)  # one each; None for vectors
     nets = nn.ModuleDict({
-        "pi": policy_net(spec, cfg.hidden, cfg.activation, cfg.log_std_init),
-        "v": ValueNet(spec.obs_dim, cfg.hidden, cfg.activation),
+        "pi": encoded(enc_pi, policy_net(spec, cfg.hidden, cfg.activation, cfg.log_std_init,
+                                         in_dim=in_width(spec, enc_pi))),
+        "v": encoded(enc_v, ValueNet(in_width(spec, enc_v), cfg.hidden, cfg.activation)),
         "bounds": ActionBounds(spec),
     }).to(cfg.device)
-    # the policy moves by (4), never by this optimiser
+    # the policy (its encoder included) moves by (4), never by this optimiser
     opt = optim.Adam(nets["v"].parameters(), lr=cfg.lr, fused=torch.device(cfg.device).type == "cpu")
     return nets, opt
 
@@ -124,7 +136,11 @@ def update(nets: nn.ModuleDict, b: dict[str, torch.Tensor], cfg: Config) -> dict
     dist = pi(obs)
     old = detached(dist)
     surr = ((dist.log_prob(actions) - logp_old).exp() * adv).mean()  # (1)
-    kl = old.kl(dist).mean()  # (2), zero at θ = θ_old; its Hessian is F
+    if cfg.fvp_subsample > 1:  # F is a mean over states: a subsample estimates it at a fraction of the cost
+        d_f = pi(obs[::cfg.fvp_subsample])
+        kl = detached(d_f).kl(d_f).mean()  # (2) on the subsample
+    else:
+        kl = old.kl(dist).mean()  # (2), zero at θ = θ_old; its Hessian is F
     g = flat_grad(surr, params, retain_graph=True)
     fvp = fisher_vector_product(kl, params, cfg.cg_damping)
     step_dir = conjugate_gradient(fvp, g, cfg.cg_iters)  # (3)

@@ -82,6 +82,12 @@ def is_atari_id(env_id: str) -> bool:
     return spec is not None and _is_atari_entry_point(spec.entry_point)
 
 
+def stacked_frames(spec: Any) -> int:
+    """k when the env's observations are k stacked frames (pgrad's Atari preprocessing: channel axis = time),
+    else 0: what a replay buffer passes as ``frame_stack`` to store each frame once."""
+    return spec.obs_shape[0] if getattr(spec, "is_image", False) and is_atari_id(spec.env_id) else 0
+
+
 # ----------------------------------------------------------------------------- wrappers (innermost first)
 def _action_index(env: gym.Env, meaning: str) -> int | None:
     meanings = env.unwrapped.get_action_meanings()

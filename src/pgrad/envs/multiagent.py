@@ -162,6 +162,10 @@ def describe_parallel(env: Any, env_id: str) -> MultiAgentSpec:
     obs_dims, obs_kinds, kinds, act_dims, lows, highs = [], [], [], [], [], []
     for ag in agents:
         o, a = env.observation_space(ag), env.action_space(ag)
+        if isinstance(o, gym.spaces.Box) and o.dtype in (np.uint8, np.bool_) and len(o.shape) in (2, 3):
+            raise EnvError(f"{env_id}: agent {ag} observes {'x'.join(map(str, o.shape))} {np.dtype(o.dtype).name} "
+                           "frames; MADDPG reads flat vectors (its critics concatenate every agent's observation): "
+                           "give each agent a vector observation")
         if isinstance(o, gym.spaces.Box):
             obs_kinds.append("box")
             obs_dims.append(int(np.prod(o.shape)))

@@ -15,6 +15,8 @@ learner publishes the policy's weights; actors pick up the newest at their next 
     * weights: one flat shared-memory tensor under a seqlock (version odd while being written), so neither
       side ever holds a lock another side could wait on forever.
 - the same actors as Ray actors: ``pgrad.parallel.ray_actors.RayActorPool`` (same interface).
+Observations keep the env spec's shape and dtype all the way (DESIGN.md section 6): uint8 (or bool) frames stay
+so in the local replay and in the chunks sent to the learner; the policy's own encoder casts them.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from torch import nn
 from pgrad.core.distributions import GaussianNoise, OUNoise
 from pgrad.core.nets import ActionBounds
 from pgrad.data.replay import ReplayBuffer
-from pgrad.envs import EnvSpec, VecEnv
+from pgrad.envs import EnvSpec, VecEnv, obs_torch_dtype
 from pgrad.parallel.watchdog import run_watched
 
 
@@ -46,7 +48,8 @@ class ActorSpec:
     factory: Callable[[], Any]
     env_spec: EnvSpec
     policy: nn.Module
-    """Maps observations [B, D] to actions in [-1, 1]^A (rescaled to the env's bounds by the actor)."""
+    """Maps observations [B, *obs_shape] (in the env spec's dtype) to actions in [-1, 1]^A (rescaled to the
+    env's bounds by the actor)."""
     num_envs: int = 1
     n_step: int = 1
     gamma: float = 0.99
@@ -64,7 +67,8 @@ class Actor:
 
     ``collect(T)`` steps the envs T times and returns the n-step transitions whose windows completed, as
     numpy arrays [n, ...] in a dict (obs, actions, rewards, next_obs, discount = γ^k(1 - terminated)) plus
-    ``steps`` (env steps taken). Windows stop at episode ends; the last n - 1 rows wait for the next call.
+    ``steps`` (env steps taken); obs and next_obs are [n, *obs_shape] in the env spec's dtype (uint8 frames stay
+    uint8). Windows stop at episode ends; the last n - 1 rows wait for the next call.
     """
 
     def __init__(self, spec: ActorSpec, index: int = 0, envs: VecEnv | None = None, policy: nn.Module | None = None):
@@ -78,8 +82,8 @@ class Actor:
         sigma = spec.sigmas[index % len(spec.sigmas)]
         self.noise = OUNoise((M, A), sigma, spec.ou_theta) if spec.noise == "ou" else GaussianNoise((M, A), sigma)
         rows = spec.chunk + spec.n_step + 1
-        self.local = ReplayBuffer(rows * M, M, (es.obs_dim,), (A,), n_step=spec.n_step, gamma=spec.gamma,
-                                  device=self.envs.obs.device)
+        self.local = ReplayBuffer(rows * M, M, es.obs_shape, (A,), n_step=spec.n_step, gamma=spec.gamma,
+                                  device=self.envs.obs.device, obs_dtype=obs_torch_dtype(es))
         self.rows_added = 0
         self.rows_sent = 0
         self.random = True

@@ -7,6 +7,8 @@ Same interface as ``ActorPool``: ``publish(policy)``, ``get(timeout) -> chunks``
 - bound and rate limit: at most ``queue_size`` requests in flight per actor (a new one is sent when one returns);
 - failures: the Ray actors are created with ``max_restarts=-1`` (Ray restarts a dead actor process); a request
   that failed because its actor died is counted in ``restarts`` and sent again.
+Chunks come back as the actors made them (``Actor.collect``): observations keep their shape and dtype, uint8
+frames stay uint8 through the object store.
 Each Ray actor runs with ``torch.set_num_threads(1)``. Ray is started here (``num_cpus`` = K) unless the caller
 already connected to a cluster.
 """
