@@ -33,6 +33,7 @@ Beyond the post:
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -57,7 +58,7 @@ from pgrad.core.targets import frozen_copy, polyak_update
 from pgrad.data.replay import PrioritizedReplayBuffer, ReplayBuffer, extend
 from pgrad.envs import EnvSpec, obs_torch_dtype
 from pgrad.errors import ConfigError
-from pgrad.parallel.actors import Actor, ActorSpec, make_pool
+from pgrad.parallel.actors import Actor, ActorPool, ActorSpec
 
 SPACES = ("box",)
 
@@ -187,6 +188,17 @@ def learner_replay(cfg: Config, spec: EnvSpec) -> ReplayBuffer:
     kw = {"alpha": cfg.alpha} if cfg.prioritized else {}
     return buffer_cls(cfg.buffer_size, 1, spec.obs_shape, (spec.act_dim,), device=cfg.device,
                       extra={"gamma_n": ((), torch.float32)}, obs_dtype=obs_torch_dtype(spec), **kw)
+
+
+def make_pool(backend: str, spec: ActorSpec, num_actors: int, queue_size: int = 2,
+              log: Callable[[str], None] | None = None) -> Any:
+    """The K actors: processes on this machine ('process') or Ray actors ('ray'), with one interface (publish,
+    get, close, restarts)."""
+    if backend == "ray":
+        from pgrad.parallel.ray_actors import RayActorPool
+
+        return RayActorPool(spec, num_actors, queue_size)
+    return ActorPool(spec, num_actors, queue_size, log=log)
 
 
 class LearnerState:

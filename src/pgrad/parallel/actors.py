@@ -283,14 +283,3 @@ class ActorPool:
                 p.kill()
                 p.join(timeout=3)
             self.conns[k].close()
-
-
-def make_pool(backend: str, spec: ActorSpec, num_actors: int, queue_size: int = 2,
-              log: Callable[[str], None] | None = None) -> Any:
-    """ActorPool ('process') or RayActorPool ('ray'), with the same interface: publish, get, close, restarts."""
-    if backend == "ray":
-        from pgrad.parallel.ray_actors import RayActorPool
-
-        return RayActorPool(spec, num_actors, queue_size)
-    return ActorPool(spec, num_actors, queue_size, log=log)
-
