@@ -5,15 +5,20 @@ Equations (post notation) and the functions that compute them:
       (or GAE(γ, λ) targets when λ < 1)                                     core.returns.gae
   (2) dθ ← ∇_θ log π_θ(a_i|s_i) (R - V_w(s_i))                              core.losses.policy_gradient_loss
   (3) dw ← ∇_w (R - V_w(s_i))^2   (J_v(w))                                  core.losses.value_loss
+      (2) and (3), with the entropy bonus, as one loss                      core.losses.actor_critic_loss
   (4) one synchronous step on θ and w from the gradients of all N envs' T steps: the coordinator of A2C.
 
 Beyond the post:
 - entropy bonus c2 H(π) (A3C paper), gradient clipping, RMSprop as in the A3C paper and Stable-Baselines3;
-- time limits: V of the true final observation is bootstrapped at truncation, never at termination.
+- time limits: V of the true final observation is bootstrapped at truncation, never at termination;
+- image observations: π and V share one encoder (``nets["enc"]``, the CNN of ``--net``), as the A3C paper shares
+  all non-output layers, so vf_coef weighs the value loss's pull on the shared features; vectors keep two
+  separate MLPs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,14 +28,25 @@ from torch import nn
 
 from pgrad.config import BaseConfig
 from pgrad.core import optim
-from pgrad.core.losses import entropy_loss, policy_gradient_loss, value_loss
-from pgrad.core.nets import ActionBounds, Activation, ValueNet, clip_grad_norm, policy_function, policy_net
+from pgrad.core.encoders import make_encoder
+from pgrad.core.losses import actor_critic_loss
+from pgrad.core.nets import (
+    ActionBounds,
+    Activation,
+    ValueNet,
+    clip_grad_norm,
+    features_function,
+    in_width,
+    policy_function,
+    policy_net,
+)
 from pgrad.core.returns import bootstrapped_returns, gae
 from pgrad.data.collect import collect_rollout
 from pgrad.data.rollout import Rollout, flat
 from pgrad.envs import EnvSpec
 
 SPACES = ("discrete", "box")
+METRICS = ["loss/policy", "loss/value", "entropy", "grad_norm"]  # what update logs (via actor_critic_loss)
 
 
 @dataclass
@@ -62,7 +78,7 @@ class Config(BaseConfig):
     norm_adv: bool = False
     """Normalise the advantages R - V per update."""
     hidden: tuple[int, ...] = (64, 64)
-    """Hidden layer sizes of the policy and value networks (separate networks)."""
+    """Hidden layer sizes of the policy and value heads (separate MLPs; on images, after the shared encoder)."""
     activation: Activation = "tanh"
     """Hidden activation."""
     log_std_init: float = 0.0
@@ -83,12 +99,15 @@ class Config(BaseConfig):
 
 
 def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, torch.optim.Optimizer]:
+    enc = make_encoder(spec, cfg.net)
+    d = in_width(spec, enc)
     nets = nn.ModuleDict({
-        "pi": policy_net(spec, cfg.hidden, cfg.activation, cfg.log_std_init),
-        "v": ValueNet(spec.obs_dim, cfg.hidden, cfg.activation),
+        "enc": enc or nn.Identity(),  # shared by π and V (no parameters for vectors)
+        "pi": policy_net(spec, cfg.hidden, cfg.activation, cfg.log_std_init, in_dim=d),
+        "v": ValueNet(d, cfg.hidden, cfg.activation),
         "bounds": ActionBounds(spec),
     }).to(cfg.device)
-    params = list(nets["pi"].parameters()) + list(nets["v"].parameters())
+    params = list(nets["enc"].parameters()) + list(nets["pi"].parameters()) + list(nets["v"].parameters())
     if cfg.optimizer == "rmsprop":
         opt: torch.optim.Optimizer = optim.RMSprop(params, lr=cfg.lr, alpha=cfg.rms_alpha, eps=cfg.opt_eps)
     else:
@@ -97,44 +116,50 @@ def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, torch.optim.Optimi
 
 
 def act(nets: nn.ModuleDict, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
-    dist = nets["pi"](obs)
+    dist = nets["pi"](nets["enc"](obs))
     a = dist.mode() if deterministic else dist.sample()
     if a.dtype.is_floating_point:
         a = nets["bounds"].clip(a)
     return a.cpu().numpy()
 
 
+def loss_of(nets: nn.ModuleDict, b: dict[str, torch.Tensor],
+            cfg: Config) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss of (2) and (3) on batch ``b`` (obs, actions, ret), the features computed once for π and V."""
+    h = nets["enc"](b["obs"])
+    dist = nets["pi"](h)
+    logp = dist.log_prob(b["actions"])
+    v = nets["v"](h)
+    return actor_critic_loss(logp, v, b["ret"], dist.entropy(), cfg.vf_coef, cfg.ent_coef, cfg.norm_adv)  # (2), (3)
+
+
 def update(nets: nn.ModuleDict, opt: torch.optim.Optimizer, b: dict[str, torch.Tensor],
            cfg: Config) -> dict[str, torch.Tensor]:
     """One synchronous gradient step on all N·T samples (4)."""
-    dist = nets["pi"](b["obs"])
-    logp = dist.log_prob(b["actions"])
-    v = nets["v"](b["obs"])
-    adv = b["ret"] - v.detach()
-    if cfg.norm_adv and adv.numel() > 1:
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-    pg_loss = policy_gradient_loss(logp, adv)  # (2)
-    v_loss = value_loss(v, b["ret"])  # (3)
-    ent = dist.entropy()
-    loss = pg_loss + cfg.vf_coef * v_loss
-    if cfg.ent_coef:  # c2 = 0 adds exact zeros: skip its backward
-        loss = loss + cfg.ent_coef * entropy_loss(ent)
+    loss, metrics = loss_of(nets, b, cfg)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = clip_grad_norm(nets.parameters(), cfg.max_grad_norm)
     opt.step()
-    return {"loss/policy": pg_loss.detach(), "loss/value": v_loss.detach(), "entropy": ent.mean().detach(),
-            "grad_norm": grad_norm.detach()}
+    metrics["grad_norm"] = grad_norm.detach()
+    return metrics
 
 
-def returns(ro: Rollout, v_net: nn.Module, cfg: Config) -> torch.Tensor:
-    """Value targets R for every step of the rollout (1), bootstrapped from V of the next states."""
+def returns(ro: Rollout, value: Callable[[torch.Tensor], torch.Tensor], cfg: Config) -> torch.Tensor:
+    """Value targets R for every step of the rollout (1), bootstrapped from V of the next states;
+    ``value(obs)`` is V_w(s) through the shared encoder."""
     with torch.no_grad():
-        v_next = v_net(ro.next_obs)
+        v_next = value(ro.next_obs)
         if cfg.lam == 1.0:
             return bootstrapped_returns(ro.rewards, v_next, ro.terminated, ro.truncated, cfg.gamma)  # (1)
-        v = v_net(ro.obs)
+        v = value(ro.obs)
         return gae(ro.rewards, v, v_next, ro.terminated, ro.truncated, cfg.gamma, cfg.lam)[1]  # (1)
+
+
+def value_function(nets: nn.ModuleDict) -> Callable[[torch.Tensor], torch.Tensor]:
+    """obs -> V_w(enc(obs)); V alone for vectors (no encoder call)."""
+    enc, v = features_function(nets["enc"]), nets["v"]
+    return lambda obs: v(enc(obs))
 
 
 def train(cfg: Config, run: Any) -> nn.ModuleDict:
@@ -145,10 +170,11 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     run.track(nets=nets, opt=opt)
     ro = Rollout(cfg.n_steps, cfg.num_envs, run.spec, cfg.device)
     pi, bounds = policy_function(nets["pi"]), nets["bounds"]  # acting without nn.Module overhead
+    enc, value = features_function(nets["enc"]), value_function(nets)
     boxed = run.spec.action_kind == "box"
 
     def sample(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        dist = pi(obs)
+        dist = pi(enc(obs))
         a = dist.sample()
         return a, dist.log_prob(a), (bounds.clip(a) if boxed else a).cpu().numpy()
 
@@ -159,7 +185,7 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * (1.0 - run.step / cfg.steps)
         collect_rollout(envs, sample, ro)
-        R = returns(ro, nets["v"], cfg)
+        R = returns(ro, value, cfg)
         metrics = step_fn(nets, opt, {"obs": flat(ro.obs), "actions": flat(ro.actions), "ret": flat(R)}, cfg)
         if not run.advance(n, metrics):
             break
@@ -170,33 +196,22 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
 def rollout_gradients(nets: nn.ModuleDict, envs: Any, ro: Rollout, cfg: Config) -> dict[str, torch.Tensor]:
     """A Ray worker's share of (4): collect its envs' T steps, (1) the targets R, and the gradients of the same
     loss as ``update`` on its N/K·T samples, left in .grad (the coordinator averages, clips and steps)."""
-    pi, bounds = nets["pi"], nets["bounds"]
+    pi, enc, bounds = nets["pi"], nets["enc"], nets["bounds"]
     boxed = envs.spec.action_kind == "box"
 
     def sample(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        dist = pi(obs)
+        dist = pi(enc(obs))
         a = dist.sample()
         return a, dist.log_prob(a), (bounds.clip(a) if boxed else a).cpu().numpy()
 
     collect_rollout(envs, sample, ro)
-    ret = flat(returns(ro, nets["v"], cfg))
-    obs = flat(ro.obs)
-    dist = pi(obs)
-    logp = dist.log_prob(flat(ro.actions))
-    v = nets["v"](obs)
-    adv = ret - v.detach()
-    if cfg.norm_adv and adv.numel() > 1:  # per worker batch with backend=ray
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-    pg_loss = policy_gradient_loss(logp, adv)  # (2)
-    v_loss = value_loss(v, ret)  # (3)
-    ent = dist.entropy()
-    loss = pg_loss + cfg.vf_coef * v_loss
-    if cfg.ent_coef:  # c2 = 0 adds exact zeros: skip its backward
-        loss = loss + cfg.ent_coef * entropy_loss(ent)
+    R = returns(ro, value_function(nets), cfg)
+    # norm_adv (if set) standardises over this worker's batch with backend=ray
+    loss, metrics = loss_of(nets, {"obs": flat(ro.obs), "actions": flat(ro.actions), "ret": flat(R)}, cfg)
     for p in nets.parameters():
         p.grad = None
     loss.backward()
-    return {"loss/policy": pg_loss.detach(), "loss/value": v_loss.detach(), "entropy": ent.mean().detach()}
+    return metrics
 
 
 def _train_ray(cfg: Config, run: Any) -> nn.ModuleDict:

@@ -8,6 +8,7 @@ The post's algorithm, per worker, with global θ, w in shared memory and a globa
                                                                       core.returns.bootstrapped_returns
   (3) dθ ← dθ + ∇_θ' log π_θ'(a_i|s_i) (R - V_w'(s_i))               core.losses.policy_gradient_loss
   (4) dw ← dw + ∂(R - V_w'(s_i))² / ∂w'   (J_v(w), times vf_coef)      core.losses.value_loss
+      (3) and (4), with the entropy bonus, as one loss                  core.losses.actor_critic_loss
   (5) update θ with dθ and w with dw asynchronously: the gradients are copied into the shared model and one
       step of an optimiser whose statistics are shared is applied            parallel.hogwild.copy_gradients
 Evaluation and checkpoints happen in the main process, which only reads the shared parameters.
@@ -23,6 +24,9 @@ Beyond the post:
 - losses are averaged over the t_max steps (not summed), the entropy bonus c2 H(π) of the paper, gradient
   clipping, RMSprop with shared statistics (the paper's "shared RMSProp") or shared Adam;
 - time limits: V of the true final observation is bootstrapped at truncation, never at termination;
+- image observations: π and V share one encoder (``nets["enc"]``, the CNN of ``--net``): the paper's network
+  shares all non-output layers; it lives in shared memory with the heads, and each worker's local copy θ', w'
+  (built from the same spec) includes it; vectors keep two separate MLPs;
 - dead workers (processes or Ray actors) are restarted from the shared parameters and the run log says so.
 
 Resume: parameters, shared optimiser statistics and all counters are restored; workers start new episodes with
@@ -41,8 +45,18 @@ import torch
 from torch import nn
 
 from pgrad.config import BaseConfig
-from pgrad.core.losses import entropy_loss, policy_gradient_loss, value_loss
-from pgrad.core.nets import ActionBounds, Activation, ValueNet, clip_grad_norm, policy_net
+from pgrad.core.encoders import make_encoder
+from pgrad.core.losses import actor_critic_loss
+from pgrad.core.nets import (
+    ActionBounds,
+    Activation,
+    ValueNet,
+    clip_grad_norm,
+    features_function,
+    in_width,
+    policy_function,
+    policy_net,
+)
 from pgrad.core.returns import bootstrapped_returns
 from pgrad.data.collect import collect_rollout
 from pgrad.data.rollout import Rollout, flat
@@ -97,7 +111,7 @@ class Config(BaseConfig):
     max_grad_norm: float = 0.5
     """Clip each worker's gradient norm to this value."""
     hidden: tuple[int, ...] = (64, 64)
-    """Hidden layer sizes of the policy and value networks (separate networks)."""
+    """Hidden layer sizes of the policy and value heads (separate MLPs; on images, after the shared encoder)."""
     activation: Activation = "tanh"
     """Hidden activation."""
     log_std_init: float = 0.0
@@ -118,17 +132,25 @@ def make_optimizer(cfg: Config, params: list[nn.Parameter]) -> torch.optim.Optim
     return torch.optim.Adam(params, lr=cfg.lr, eps=cfg.opt_eps)
 
 
+def trainable(nets: nn.ModuleDict) -> list[nn.Parameter]:
+    """θ and w: the shared encoder's parameters (none for vectors), then π's, then V's, each once."""
+    return list(nets["enc"].parameters()) + list(nets["pi"].parameters()) + list(nets["v"].parameters())
+
+
 def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, torch.optim.Optimizer]:
+    enc = make_encoder(spec, cfg.net)
+    d = in_width(spec, enc)
     nets = nn.ModuleDict({
-        "pi": policy_net(spec, cfg.hidden, cfg.activation, cfg.log_std_init),
-        "v": ValueNet(spec.obs_dim, cfg.hidden, cfg.activation),
+        "enc": enc or nn.Identity(),  # shared by π and V (no parameters for vectors)
+        "pi": policy_net(spec, cfg.hidden, cfg.activation, cfg.log_std_init, in_dim=d),
+        "v": ValueNet(d, cfg.hidden, cfg.activation),
         "bounds": ActionBounds(spec),
     }).to(cfg.device)
-    return nets, make_optimizer(cfg, list(nets["pi"].parameters()) + list(nets["v"].parameters()))
+    return nets, make_optimizer(cfg, trainable(nets))
 
 
 def act(nets: nn.ModuleDict, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
-    dist = nets["pi"](obs)
+    dist = nets["pi"](nets["enc"](obs))
     a = dist.mode() if deterministic else dist.sample()
     if a.dtype.is_floating_point:
         a = nets["bounds"].clip(a)
@@ -136,18 +158,17 @@ def act(nets: nn.ModuleDict, obs: torch.Tensor, deterministic: bool) -> np.ndarr
 
 
 def gradients(nets: nn.ModuleDict, b: dict[str, torch.Tensor], cfg: Config) -> dict[str, torch.Tensor]:
-    """dθ and dw of one rollout, left in the (local) networks' .grad (3), (4)."""
-    dist = nets["pi"](b["obs"])
+    """dθ and dw of one rollout, left in the (local) networks' .grad (3), (4); the features are computed once
+    for π and V."""
+    h = nets["enc"](b["obs"])
+    dist = nets["pi"](h)
     logp = dist.log_prob(b["actions"])
-    v = nets["v"](b["obs"])
-    pg_loss = policy_gradient_loss(logp, b["ret"] - v.detach())  # (3)
-    v_loss = value_loss(v, b["ret"])  # (4)
-    ent = dist.entropy()
-    loss = pg_loss + cfg.vf_coef * v_loss + cfg.ent_coef * entropy_loss(ent)
+    v = nets["v"](h)
+    loss, metrics = actor_critic_loss(logp, v, b["ret"], dist.entropy(), cfg.vf_coef, cfg.ent_coef)  # (3), (4)
     for p in nets.parameters():
         p.grad = None
     loss.backward()
-    return {"loss/policy": pg_loss.detach(), "loss/value": v_loss.detach(), "entropy": ent.mean().detach()}
+    return metrics
 
 
 def update(local: nn.ModuleDict, shared: nn.ModuleDict, opt: torch.optim.Optimizer, b: dict[str, torch.Tensor],
@@ -164,17 +185,18 @@ def update(local: nn.ModuleDict, shared: nn.ModuleDict, opt: torch.optim.Optimiz
 
 def rollout_batch(nets: nn.ModuleDict, envs: VecEnv, ro: Rollout, cfg: Config) -> dict[str, torch.Tensor]:
     """(1) t_max steps of every env with π_θ', then (2) the n-step returns R, flattened to one batch."""
-    pi, bounds = nets["pi"], nets["bounds"]
+    pi, enc, bounds = policy_function(nets["pi"]), features_function(nets["enc"]), nets["bounds"]
     boxed = envs.spec.action_kind == "box"
 
     def sample(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        dist = pi(obs)
+        dist = pi(enc(obs))
         a = dist.sample()
         return a, dist.log_prob(a), (bounds.clip(a) if boxed else a).cpu().numpy()
 
     collect_rollout(envs, sample, ro)  # (1)
     with torch.no_grad():
-        R = bootstrapped_returns(ro.rewards, nets["v"](ro.next_obs), ro.terminated, ro.truncated, cfg.gamma)  # (2)
+        v_next = nets["v"](enc(ro.next_obs))
+        R = bootstrapped_returns(ro.rewards, v_next, ro.terminated, ro.truncated, cfg.gamma)  # (2)
     return {"obs": flat(ro.obs), "actions": flat(ro.actions), "ret": flat(R)}
 
 
@@ -194,7 +216,7 @@ def _worker(k: int, seed: int, cfg: Config, spec: EnvSpec, factory_blob: bytes, 
                   norm_reward=cfg.norm_reward, gamma=cfg.gamma)
     local, _ = build(cfg, spec)  # the same random draws as the main process's build: worker 0 then samples
     # exactly as A2C's single process does with the same seed
-    opt = make_optimizer(cfg, list(shared["pi"].parameters()) + list(shared["v"].parameters()))
+    opt = make_optimizer(cfg, trainable(shared))
     attach_optimizer_state(opt, opt_states)
     ro = Rollout(cfg.n_steps, cfg.num_envs, spec)
     n = cfg.n_steps * cfg.num_envs

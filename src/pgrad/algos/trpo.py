@@ -46,7 +46,7 @@ from pgrad.core.natural import (
 from pgrad.core.nets import ActionBounds, Activation, ValueNet, encoded, in_width, policy_function, policy_net
 from pgrad.core.returns import gae
 from pgrad.data.collect import collect_rollout
-from pgrad.data.rollout import Rollout, flat, minibatches
+from pgrad.data.rollout import Rollout, flat, minibatches, next_values
 from pgrad.envs import EnvSpec
 
 SPACES = ("discrete", "box")
@@ -189,7 +189,8 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     while run.step < cfg.steps:
         collect_rollout(envs, sample, ro)
         with torch.no_grad():
-            v, v_next = nets["v"](ro.obs), nets["v"](ro.next_obs)
+            v = nets["v"](ro.obs)  # images: V(s_{t+1}) from the next row where it is one (a CNN pass fewer)
+            v_next = next_values(nets["v"], ro, v) if run.spec.is_image else nets["v"](ro.next_obs)
             adv, ret = gae(ro.rewards, v, v_next, ro.terminated, ro.truncated, cfg.gamma, cfg.lam)  # (5)
         data = {"obs": flat(ro.obs), "actions": flat(ro.actions), "logp": flat(ro.logp), "adv": flat(adv)}
         metrics = update(nets, data, cfg)

@@ -65,6 +65,26 @@ def entropy_loss(entropy: torch.Tensor) -> torch.Tensor:
     return -entropy.mean()
 
 
+def actor_critic_loss(logp: torch.Tensor, v: torch.Tensor, ret: torch.Tensor, entropy: torch.Tensor,
+                      vf_coef: float, ent_coef: float, norm_adv: bool = False
+                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The A3C/A2C loss (post: A3C; Mnih et al., 2016): -E[ln π_θ(a|s) (R - V_w(s))] + c_v (R - V_w(s))^2
+    - c2 H(π_θ(·|s)), with the advantage R - V a constant of the policy gradient.
+
+    logp, v, ret, entropy: [B] (or [T, N]); ``norm_adv`` standardises R - V over the batch. An ``ent_coef`` of 0
+    adds no entropy term (it would add exact zeros). Returns the loss and its detached parts.
+    """
+    adv = ret - v.detach()
+    if norm_adv and adv.numel() > 1:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    pg_loss = policy_gradient_loss(logp, adv)
+    v_loss = value_loss(v, ret)
+    loss = pg_loss + vf_coef * v_loss
+    if ent_coef:
+        loss = loss + ent_coef * entropy_loss(entropy)
+    return loss, {"loss/policy": pg_loss.detach(), "loss/value": v_loss.detach(), "entropy": entropy.mean().detach()}
+
+
 # ----------------------------------------------------------------------------- SAC (post: Soft Actor-Critic)
 def _twin_min(q: torch.Tensor) -> torch.Tensor:
     """min over the critic axis of [K, B] (K >= 1); a [B] tensor passes through."""
