@@ -11,6 +11,7 @@ import sys
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from pgrad.envs.atari import MaxAndSkip, is_atari_id, make_atari
 from pgrad.envs.minatar import is_minatar_id, make_minatar
@@ -322,3 +323,26 @@ def test_minatar_time_limit_truncates(minatar):
     assert make_minatar("MinAtar/Freeway-v1", train=True, max_episode_steps=None).spec.max_episode_steps is None
     with pytest.raises(EnvError, match="unknown MinAtar environment"):
         make_minatar("MinAtar/Pong-v1", train=True)
+
+
+def test_vector_env_logs_raw_game_scores_sync_and_async_alike(ale):
+    """The training env ends an episode at each lost life, but the logged return is the game's raw score, once
+    per game: in process and in subprocesses (where Gymnasium hands the last infos over in final_info)."""
+    from pgrad.envs import VecEnv, describe, env_factory
+
+    factory, env_id = env_factory("BreakoutNoFrameskip-v4")
+    spec = describe(factory(), env_id)
+    out = {}
+    for kind in ("sync", "async"):
+        envs = VecEnv(factory, 2, 0, spec, vectorization=kind)
+        rng = np.random.default_rng(0)
+        lives_lost = 0
+        for _ in range(1500):
+            step = envs.step(rng.integers(4, size=2))
+            lives_lost += int(step.terminated.sum())
+        out[kind] = (envs.pop_finished(), lives_lost, envs.obs.clone())
+        envs.close()
+    (games, lost, obs), (games_a, lost_a, obs_a) = out["sync"], out["async"]
+    assert games == games_a and lost == lost_a and torch.equal(obs, obs_a)
+    assert games and lost >= 5 * len(games)  # five lives a game: episodes of the learner are lives, not games
+    assert all(float(r).is_integer() and length > 0 for r, length in games)

@@ -118,8 +118,9 @@ class VecEnv:
                 for i in np.nonzero(info["_final_obs"])[0]:
                     final[i] = self._encode(info["final_obs"][i])
             ended = np.nonzero(term | trunc)[0].tolist()
-            scores = {i: _game_score({k: v[i] for k, v in info.items() if not k.startswith("_")})
-                      for i in ended} if "game_over" in info else None
+            fin = info.get("final_info", {})  # SAME_STEP: the ended episodes' last infos, as arrays
+            scores = {i: _game_score({k: fin[k][i] for k in ("game_over", "raw_return", "raw_length") if k in fin})
+                      for i in ended} if "game_over" in fin else None
         else:
             obs = self._empty_obs()
             rew = np.empty(n, np.float64)
