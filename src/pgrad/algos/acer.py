@@ -20,8 +20,13 @@ Beyond the post:
   segments, as in the paper;
 - the policy statistics φ are the logits (the paper's code uses the softmax probabilities): the gradient and k
   are then bounded and both sum to zero over actions, k = π - π_avg;
-- the entropy bonus is part of the projected gradient; the actor and the critic Q_w(s, .) are separate networks;
-- time limits: Retrace bootstraps V_w of the true final observation at truncation, never at termination.
+- the entropy bonus is part of the projected gradient; on vectors the actor and the critic Q_w(s, .) are separate
+  networks;
+- time limits: Retrace bootstraps V_w of the true final observation at truncation, never at termination;
+- image observations: as in the paper, one network with π and Q heads: both read one encoder (``nets["enc"]``,
+  the CNN of ``--net``), and the averaged network of (5) averages that trunk too (``nets["enc_avg"]``, beside
+  ``nets["pi_avg"]``); the replay keeps frames in their own dtype (uint8 stays uint8); features of s_{t+1}
+  (Retrace's targets only) are computed without a graph, so the trunk's backward covers s_t alone;
 - continuous actions (the paper's stochastic dueling network) are not implemented: ACER here is discrete only.
 """
 
@@ -36,14 +41,15 @@ from torch import nn
 
 from pgrad.config import BaseConfig
 from pgrad.core import optim
+from pgrad.core.encoders import make_encoder
 from pgrad.core.losses import acer_policy_loss, trust_region_projection, value_loss
-from pgrad.core.nets import Activation, DiscreteQNet, clip_grad_norm, policy_net
+from pgrad.core.nets import Activation, DiscreteQNet, clip_grad_norm, features_function, in_width, policy_net
 from pgrad.core.returns import retrace
 from pgrad.core.targets import frozen_copy, polyak_update
 from pgrad.data.collect import collect_rollout
 from pgrad.data.replay import SequenceReplay
 from pgrad.data.rollout import Rollout
-from pgrad.envs import EnvSpec
+from pgrad.envs import EnvSpec, obs_torch_dtype
 
 SPACES = ("discrete",)
 
@@ -83,7 +89,7 @@ class Config(BaseConfig):
     max_grad_norm: float = 10.0
     """Clip the global gradient norm to this value."""
     hidden: tuple[int, ...] = (64, 64)
-    """Hidden layer sizes of the policy and Q networks (separate networks)."""
+    """Hidden layer sizes of the policy and Q heads (separate MLPs; on images, after the shared encoder)."""
     activation: Activation = "tanh"
     """Hidden activation."""
 
@@ -96,29 +102,37 @@ class Config(BaseConfig):
 
 
 def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, torch.optim.Optimizer]:
-    pi = policy_net(spec, cfg.hidden, cfg.activation)
+    enc = make_encoder(spec, cfg.net)
+    d = in_width(spec, enc)
+    trunk = enc or nn.Identity()  # shared by π and Q (no parameters for vectors)
+    pi = policy_net(spec, cfg.hidden, cfg.activation, in_dim=d)
     nets = nn.ModuleDict({
+        "enc": trunk,
         "pi": pi,
-        "q": DiscreteQNet(spec.obs_dim, spec.n_actions, cfg.hidden, cfg.activation),
+        "q": DiscreteQNet(d, spec.n_actions, cfg.hidden, cfg.activation),
+        "enc_avg": frozen_copy(trunk),  # the averaged network θ_avg of (5) is a copy of trunk and π head
         "pi_avg": frozen_copy(pi),
     }).to(cfg.device)
-    params = list(nets["pi"].parameters()) + list(nets["q"].parameters())
+    params = list(nets["enc"].parameters()) + list(nets["pi"].parameters()) + list(nets["q"].parameters())
     return nets, optim.Adam(params, lr=cfg.lr, eps=1e-5, fused=torch.device(cfg.device).type == "cpu")
 
 
 def act(nets: nn.ModuleDict, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
-    dist = nets["pi"](obs)
+    dist = nets["pi"](nets["enc"](obs))
     return (dist.mode() if deterministic else dist.sample()).cpu().numpy()
 
 
 def update(nets: nn.ModuleDict, opt: torch.optim.Optimizer, seg: dict[str, torch.Tensor],
            cfg: Config) -> dict[str, torch.Tensor]:
     """One gradient step on a batch of segments {name: [T, B, ...]} (on-policy or replayed)."""
-    pi_net, q_net = nets["pi"], nets["q"]
+    enc, pi_net, q_net = nets["enc"], nets["pi"], nets["q"]
     obs, actions, beta = seg["obs"], seg["actions"].long(), seg["beta_probs"]
     a = actions.unsqueeze(-1)
     T = obs.shape[0]
-    both = torch.cat([obs, seg["next_obs"]])  # s_t and s_{t+1}: one forward per network
+    h = enc(obs)  # features of s_t, computed once for π and Q (the observations themselves for vectors)
+    with torch.no_grad():
+        h_next = enc(seg["next_obs"])  # s_{t+1} feeds only Retrace's targets: no backward through the trunk
+    both = torch.cat([h, h_next])  # s_t and s_{t+1}: one forward per head
     u_both, q_both = pi_net.logits(both), q_net(both)
     u, q = u_both[:T], q_both[:T]  # φ: the policy's logits [T, B, A]; Q_w(s_t, .)
     u_leaf = u.detach().requires_grad_()
@@ -139,7 +153,7 @@ def update(nets: nn.ModuleDict, opt: torch.optim.Optimizer, seg: dict[str, torch
     (g,) = torch.autograd.grad(-(pg_loss - cfg.ent_coef * ent) * n, u_leaf)  # per-sample ĝ w.r.t. φ
     with torch.no_grad():
         if cfg.trust_region:
-            k = pi - torch.softmax(nets["pi_avg"].logits(obs), -1)  # ∇_φ D_KL(π_avg || π_φ)
+            k = pi - torch.softmax(nets["pi_avg"].logits(nets["enc_avg"](obs)), -1)  # ∇_φ D_KL(π_avg || π_φ)
             z = trust_region_projection(g, k, cfg.delta)  # (4)
         else:
             z = g
@@ -150,7 +164,9 @@ def update(nets: nn.ModuleDict, opt: torch.optim.Optimizer, seg: dict[str, torch
     loss.backward()
     grad_norm = clip_grad_norm(opt.param_groups[0]["params"], cfg.max_grad_norm)
     opt.step()
-    polyak_update(nets["pi_avg"], pi_net, 1.0 - cfg.avg_decay)  # (5)
+    if next(enc.parameters(), None) is not None:  # a trunk with weights (none for vectors and --net mlp)
+        polyak_update(nets["enc_avg"], enc, 1.0 - cfg.avg_decay)  # (5), the trunk
+    polyak_update(nets["pi_avg"], pi_net, 1.0 - cfg.avg_decay)  # (5), the π head
     return {"loss/policy": pg_loss.detach(), "loss/q": q_loss.detach(), "entropy": ent.detach(),
             "rho_mean": stats["rho_mean"], "truncated_frac": stats["truncated_frac"],
             "tr_shrink": (z - g).norm() / g.norm().clamp_min(1e-12), "grad_norm": grad_norm.detach()}
@@ -160,19 +176,20 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     envs = run.make_envs()
     nets, opt = build(cfg, run.spec)
     spec, T, N = run.spec, cfg.n_steps, cfg.num_envs
+    frames = (tuple(spec.obs_shape), obs_torch_dtype(spec))  # uint8 (bool) frames stored as they come
     replay = SequenceReplay(cfg.buffer_size, T, N, {
-        "obs": ((spec.obs_dim,), torch.float32), "next_obs": ((spec.obs_dim,), torch.float32),
+        "obs": frames, "next_obs": frames,
         "actions": ((), torch.long), "rewards": ((), torch.float32), "terminated": ((), torch.bool),
         "truncated": ((), torch.bool), "beta_probs": ((spec.n_actions,), torch.float32)}, cfg.device)
     run.track(nets=nets, opt=opt, replay=replay)
     ro = Rollout(T, N, spec, cfg.device)
     beta_probs = torch.zeros(T, N, spec.n_actions, device=cfg.device)
-    pi = nets["pi"]
+    pi, enc = nets["pi"], features_function(nets["enc"])
     t = 0
 
     def sample(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         nonlocal t
-        dist = pi(obs)
+        dist = pi(enc(obs))
         a = dist.sample()
         beta_probs[t] = dist.probs  # β(.|s_t): the behaviour policy stored with the segment
         t += 1

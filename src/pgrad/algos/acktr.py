@@ -17,7 +17,11 @@ Beyond the post:
   averages (decay 0.99), damped, decomposed every ``eigen_every`` updates in float64 (a non-finite refresh is
   skipped), momentum 0.9, the learning rate decays linearly (``anneal_lr``), and actor and critic are separate
   networks sharing one K-FAC optimiser and one KL clip;
-- time limits: V of the true final observation is bootstrapped at truncation, never at termination.
+- time limits: V of the true final observation is bootstrapped at truncation, never at termination;
+- image observations: as in the paper, π and V share their lower layers: one encoder (``nets["enc"]``, the CNN of
+  ``--net``) forwarded once per update under ``track()``, so K-FAC records each trunk layer once (its Conv2d
+  layers by KFC) and the joint Fisher loss (3), actor plus critic terms, shapes the trunk's factors. Vectors keep
+  two MLPs.
 """
 
 from __future__ import annotations
@@ -30,9 +34,19 @@ import torch
 from torch import nn
 
 from pgrad.config import BaseConfig
+from pgrad.core.encoders import make_encoder
 from pgrad.core.kfac import KFAC
 from pgrad.core.losses import entropy_loss, policy_gradient_loss, value_loss
-from pgrad.core.nets import ActionBounds, Activation, ValueNet, clip_grad_norm, policy_function, policy_net
+from pgrad.core.nets import (
+    ActionBounds,
+    Activation,
+    ValueNet,
+    clip_grad_norm,
+    features_function,
+    in_width,
+    policy_function,
+    policy_net,
+)
 from pgrad.core.returns import bootstrapped_returns, gae
 from pgrad.data.collect import collect_rollout
 from pgrad.data.rollout import Rollout, flat
@@ -64,9 +78,14 @@ class Config(BaseConfig):
     stat_decay: float = 0.99
     """Decay of the running averages of the Kronecker factors A and G."""
     stats_every: int = 1
-    """Update the factors from the sampled Fisher loss every this many updates."""
+    """Update the factors from the sampled Fisher loss every this many updates (a pixel preset may use more:
+    the convolutions' A statistics can cost more than the gradient; see also ``conv_rows``)."""
     eigen_every: int = 10
-    """Recompute the eigendecompositions of A and G every this many updates."""
+    """Recompute the eigendecompositions of A and G every this many updates (pixel presets use larger values: the
+    Nature CNN's 3137x3137 A factor of its 512-unit layer takes about 15 s in float64 on CPU)."""
+    conv_rows: int | None = None
+    """Estimate a Conv2d's A statistic from this many patch rows (sample x output position) drawn at random,
+    an unbiased subsample; None uses them all. Only convolutional encoders (images) have such layers."""
     vf_coef: float = 0.5
     """Value loss coefficient c_v."""
     vf_fisher_coef: float = 1.0
@@ -76,7 +95,7 @@ class Config(BaseConfig):
     max_grad_norm: float | None = None
     """Clip the global gradient norm before preconditioning (None: no clipping)."""
     hidden: tuple[int, ...] = (64, 64)
-    """Hidden layer sizes of the policy and value networks (separate networks)."""
+    """Hidden layer sizes of the policy and value heads (separate MLPs; on images, after the shared encoder)."""
     activation: Activation = "tanh"
     """Hidden activation."""
     log_std_init: float = 0.0
@@ -85,24 +104,29 @@ class Config(BaseConfig):
     RANGES = {
         "n_steps": "[1, inf)", "gamma": "(0, 1]", "lam": "[0, 1]", "lr": "(0, inf)", "momentum": "[0, 1)",
         "kl_clip": "(0, inf)", "damping": "(0, inf)", "stat_decay": "[0, 1)", "stats_every": "[1, inf)",
-        "eigen_every": "[1, inf)", "vf_coef": "[0, inf)", "vf_fisher_coef": "[0, inf)", "ent_coef": "[0, inf)",
-        "max_grad_norm": "(0, inf)", "hidden": "[1, 100000]", "log_std_init": "[-20, 2]",
+        "eigen_every": "[1, inf)", "conv_rows": "[1, inf)", "vf_coef": "[0, inf)", "vf_fisher_coef": "[0, inf)",
+        "ent_coef": "[0, inf)", "max_grad_norm": "(0, inf)", "hidden": "[1, 100000]", "log_std_init": "[-20, 2]",
     }
 
 
 def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, KFAC]:
+    enc = make_encoder(spec, cfg.net)
+    d = in_width(spec, enc)
     nets = nn.ModuleDict({
-        "pi": policy_net(spec, cfg.hidden, cfg.activation, cfg.log_std_init),
-        "v": ValueNet(spec.obs_dim, cfg.hidden, cfg.activation),
+        "enc": enc or nn.Identity(),  # shared by π and V (no parameters for vectors)
+        "pi": policy_net(spec, cfg.hidden, cfg.activation, cfg.log_std_init, in_dim=d),
+        "v": ValueNet(d, cfg.hidden, cfg.activation),
         "bounds": ActionBounds(spec),
     }).to(cfg.device)
+    # one optimiser over every layer of nets (a module's parameters are listed once, the shared trunk's too)
     opt = KFAC(nets, lr=cfg.lr, momentum=cfg.momentum, stat_decay=cfg.stat_decay, damping=cfg.damping,
-               kl_clip=cfg.kl_clip, stats_every=cfg.stats_every, eigen_every=cfg.eigen_every)
+               kl_clip=cfg.kl_clip, stats_every=cfg.stats_every, eigen_every=cfg.eigen_every,
+               conv_rows=cfg.conv_rows)
     return nets, opt
 
 
 def act(nets: nn.ModuleDict, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
-    dist = nets["pi"](obs)
+    dist = nets["pi"](nets["enc"](obs))
     a = dist.mode() if deterministic else dist.sample()
     if a.dtype.is_floating_point:
         a = nets["bounds"].clip(a)
@@ -111,9 +135,10 @@ def act(nets: nn.ModuleDict, obs: torch.Tensor, deterministic: bool) -> np.ndarr
 
 def update(nets: nn.ModuleDict, opt: KFAC, b: dict[str, torch.Tensor], cfg: Config) -> dict[str, torch.Tensor]:
     """One K-FAC natural-gradient step on all N·T samples."""
-    with opt.track():
-        dist = nets["pi"](b["obs"])
-        v = nets["v"](b["obs"])
+    with opt.track():  # the trunk runs once, so K-FAC records each of its layers once
+        h = nets["enc"](b["obs"])
+        dist = nets["pi"](h)
+        v = nets["v"](h)
     logp = dist.log_prob(b["actions"])
     pg_loss = policy_gradient_loss(logp, b["ret"] - v.detach())  # (2)
     v_loss = value_loss(v, b["ret"])  # (2)
@@ -134,13 +159,14 @@ def update(nets: nn.ModuleDict, opt: KFAC, b: dict[str, torch.Tensor], cfg: Conf
             "kl_clip_scale": nu}
 
 
-def returns(ro: Rollout, v_net: nn.Module, cfg: Config) -> torch.Tensor:
+def returns(ro: Rollout, nets: nn.ModuleDict, cfg: Config) -> torch.Tensor:
     """Value targets R for every step of the rollout (1), bootstrapped from V of the next states."""
+    enc, v_net = nets["enc"], nets["v"]
     with torch.no_grad():
-        v_next = v_net(ro.next_obs)
+        v_next = v_net(enc(ro.next_obs))
         if cfg.lam == 1.0:
             return bootstrapped_returns(ro.rewards, v_next, ro.terminated, ro.truncated, cfg.gamma)
-        return gae(ro.rewards, v_net(ro.obs), v_next, ro.terminated, ro.truncated, cfg.gamma, cfg.lam)[1]
+        return gae(ro.rewards, v_net(enc(ro.obs)), v_next, ro.terminated, ro.truncated, cfg.gamma, cfg.lam)[1]
 
 
 def train(cfg: Config, run: Any) -> nn.ModuleDict:
@@ -149,10 +175,11 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     run.track(nets=nets, opt=opt)
     ro = Rollout(cfg.n_steps, cfg.num_envs, run.spec, cfg.device)
     pi, bounds = policy_function(nets["pi"]), nets["bounds"]  # acting without nn.Module overhead
+    enc = features_function(nets["enc"])
     boxed = run.spec.action_kind == "box"
 
     def sample(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        dist = pi(obs)
+        dist = pi(enc(obs))
         a = dist.sample()
         return a, dist.log_prob(a), (bounds.clip(a) if boxed else a).cpu().numpy()
 
@@ -162,7 +189,7 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * (1.0 - run.step / cfg.steps)
         collect_rollout(envs, sample, ro)
-        R = returns(ro, nets["v"], cfg)  # (1)
+        R = returns(ro, nets, cfg)  # (1)
         metrics = update(nets, opt, {"obs": flat(ro.obs), "actions": flat(ro.actions), "ret": flat(R)}, cfg)
         if not run.advance(n, metrics):
             break
