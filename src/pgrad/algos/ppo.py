@@ -147,10 +147,14 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     ro = Rollout(cfg.n_steps, cfg.num_envs, run.spec, cfg.device)
     pi, bounds = policy_function(nets["pi"]), nets["bounds"]  # acting without nn.Module overhead
     enc = features_function(nets["enc"])
-    boxed = run.spec.action_kind == "box"
+    boxed, image = run.spec.action_kind == "box", run.spec.is_image
+    acted_v: list[torch.Tensor] = []  # images: V(s_t) from the features computed to act
 
     def sample(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        dist = pi(enc(obs))
+        h = enc(obs)
+        dist = pi(h)
+        if image:
+            acted_v.append(nets["v"](h))
         a = dist.sample()
         return a, dist.log_prob(a), (bounds.clip(a) if boxed else a).cpu().numpy()
 
@@ -163,11 +167,12 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
         clip_eps = cfg.clip_eps * frac if cfg.anneal_clip else cfg.clip_eps
         collect_rollout(envs, sample, ro)
         with torch.no_grad():
-            v = nets["v"](nets["enc"](ro.obs))
-            if run.spec.is_image:  # V(s_{t+1}) from v where s_{t+1} is the next row: one CNN pass fewer
+            if image:  # no CNN pass over the rollout: V(s_t) came with acting, V(s_{t+1}) is the next row's
+                v = torch.stack(acted_v)  # except where an episode ended and at the last step
+                acted_v.clear()
                 v_next = next_values(lambda o: nets["v"](nets["enc"](o)), ro, v)
             else:
-                v_next = nets["v"](ro.next_obs)
+                v, v_next = nets["v"](ro.obs), nets["v"](ro.next_obs)
             adv, ret = gae(ro.rewards, v, v_next, ro.terminated, ro.truncated, cfg.gamma, cfg.lam)  # (4)
         data = {"obs": flat(ro.obs), "actions": flat(ro.actions), "logp": flat(ro.logp), "adv": flat(adv),
                 "ret": flat(ret), "v": flat(v)}
