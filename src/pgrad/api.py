@@ -199,9 +199,6 @@ def _check_same_spaces(saved: EnvSpec, new: EnvSpec, what: str) -> None:
         raise EnvError(f"{what} was trained on {saved.env_id} with {saved.obs_kind} observations "
                        f"{'x'.join(map(str, saved.obs_shape))} of {saved.obs_dtype} but the env given ({new.env_id}) "
                        f"has {new.obs_kind} observations {'x'.join(map(str, new.obs_shape))} of {new.obs_dtype}")
-    if saved.obs_kind != new.obs_kind:
-        raise EnvError(f"{what} was trained on {saved.env_id} with {saved.obs_kind} observations but the env given "
-                       f"({new.env_id}) has {new.obs_kind} observations")
     if saved.action_kind == "box" and not (np.allclose(saved.act_low, new.act_low)
                                            and np.allclose(saved.act_high, new.act_high)):
         raise EnvError(f"{what} was trained on {saved.env_id} with action bounds [{_fmt(saved.act_low)}, "

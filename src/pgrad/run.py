@@ -53,6 +53,42 @@ before_commit: Callable[[Path, Path], None] | None = None
 
 
 # ----------------------------------------------------------------------------- checkpoint files
+class _Offset(io.RawIOBase):
+    """A file seen from byte ``start`` on: torch.save and torch.load read and write the payload in place, after
+    the checkpoint's header."""
+
+    def __init__(self, f: Any, start: int):
+        super().__init__()
+        self.f, self.start = f, start
+        f.seek(start)
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        return self.f.readinto(b)
+
+    def write(self, b: Any) -> int:
+        return self.f.write(b)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            offset += self.start
+        return self.f.seek(offset, whence) - self.start
+
+    def tell(self) -> int:
+        return self.f.tell() - self.start
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
 def save_checkpoint(path: str | Path, obj: dict[str, Any]) -> None:
     """Atomically write ``obj``: a temp file in the same directory, fsync, then rename over the old file.
 
@@ -61,14 +97,17 @@ def save_checkpoint(path: str | Path, obj: dict[str, Any]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    payload = buf.getvalue()
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(_MAGIC)
-        f.write(hashlib.sha256(payload).digest())
-        f.write(payload)
+    with open(tmp, "w+b") as f:
+        # the payload streams to the file (a large replay is not copied in memory first), then is hashed back
+        f.write(_MAGIC + bytes(32))
+        torch.save(obj, _Offset(f, len(_MAGIC) + 32))
+        f.seek(len(_MAGIC) + 32)
+        digest = hashlib.sha256()
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+        f.seek(len(_MAGIC))
+        f.write(digest.digest())
         f.flush()
         os.fsync(f.fileno())
     if before_commit is not None:
@@ -87,16 +126,20 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
-    data = path.read_bytes()
-    if len(data) < 40 or data[:8] != _MAGIC:
-        raise CheckpointError(f"{path} is not a pgrad checkpoint (or is truncated); use another checkpoint")
-    digest, payload = data[8:40], data[40:]
-    if hashlib.sha256(payload).digest() != digest:
-        raise CheckpointError(f"{path} is corrupted (checksum mismatch); use checkpoints/best.pt or a backup")
-    try:
-        obj = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad checkpoint
-        raise CheckpointError(f"{path} cannot be read ({type(e).__name__}); it was not written by this pgrad") from None
+    with open(path, "rb") as f:  # hashed in chunks, then read once by torch.load (no copy of the whole file)
+        head = f.read(40)
+        if len(head) < 40 or head[:8] != _MAGIC:
+            raise CheckpointError(f"{path} is not a pgrad checkpoint (or is truncated); use another checkpoint")
+        digest = hashlib.sha256()
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+        if digest.digest() != head[8:40]:
+            raise CheckpointError(f"{path} is corrupted (checksum mismatch); use checkpoints/best.pt or a backup")
+        try:
+            obj = torch.load(_Offset(f, 40), map_location="cpu", weights_only=False)
+        except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad checkpoint
+            raise CheckpointError(f"{path} cannot be read ({type(e).__name__}); it was not written by this pgrad") \
+                from None
     if not isinstance(obj, dict) or obj.get("format") != "pgrad":
         raise CheckpointError(f"{path} is not a pgrad checkpoint")
     missing = [k for k in ("algo", "env_id", "spec", "config", "nets") if k not in obj]

@@ -17,7 +17,7 @@ from pgrad.run import load_checkpoint, seed_everything
 QUIET = dict(progress=False, tensorboard=False)
 
 
-def minatar_id() -> ImageIdentityEnv:
+def small_identity() -> ImageIdentityEnv:
     return ImageIdentityEnv(4, 10, 1, "bool")
 
 
@@ -65,8 +65,8 @@ def test_a3c_one_worker_equals_a2c_on_images(tmp_path):
                   hidden=(), activation="relu", anneal_lr=False, optimizer="rmsprop", rms_alpha=0.99, opt_eps=1e-5,
                   eval_every=0, checkpoint_every=0, **QUIET)
     steps = 12 * shared["n_steps"]
-    agent = pgrad.train("a2c", minatar_id, steps=steps, seed=5, out=tmp_path / "a2c", lam=1.0, **shared)
-    pgrad.train("a3c", minatar_id, steps=steps, seed=5, out=tmp_path / "a3c", workers=1, **shared)
+    agent = pgrad.train("a2c", small_identity, steps=steps, seed=5, out=tmp_path / "a2c", lam=1.0, **shared)
+    pgrad.train("a3c", small_identity, steps=steps, seed=5, out=tmp_path / "a3c", workers=1, **shared)
     a, b = final(tmp_path / "a2c")["nets"], final(tmp_path / "a3c")["nets"]
     assert a.keys() == b.keys() and any(k.startswith("enc.") for k in a)
     for name in a:
@@ -79,7 +79,7 @@ def test_a3c_one_worker_equals_a2c_on_images(tmp_path):
 
 @pytest.mark.parametrize("env", ["MinAtar/Breakout-v1", "identity"])
 def test_a3c_hogwild_workers_on_frames(tmp_path, env):
-    factory = minatar_id if env == "identity" else env
+    factory = small_identity if env == "identity" else env
     agent = pgrad.train("a3c", factory, steps=3000, seed=0, out=tmp_path / "r", workers=2, eval_every=3000,
                         eval_episodes=1, **QUIET)
     assert agent.spec.is_image and agent.cfg.workers == 2
@@ -88,7 +88,7 @@ def test_a3c_hogwild_workers_on_frames(tmp_path, env):
     rows = list(csv.DictReader(open(tmp_path / "r" / "evaluations.csv")))
     assert len(rows) == 1 and np.isfinite(float(rows[0]["mean_return"]))
     res = agent.evaluate(episodes=1)
-    assert len(res.returns) == 1 and res.mean_return >= 0
+    assert len(res.returns) == 1 and float(res.mean_return).is_integer()
 
 
 def test_a2c_on_minatar_resumes_exactly(tmp_path):
@@ -115,4 +115,4 @@ def test_a2c_on_atari_end_to_end(tmp_path):
     obs, _ = make_atari("BreakoutNoFrameskip-v4", train=False).reset(seed=0)
     assert 0 <= int(agent.act(obs)) < 4
     res = agent.evaluate(episodes=1)  # a full game (all lives, raw score): under a second here
-    assert res.mean_return >= 0 and len(res.returns) == 1
+    assert float(res.mean_return).is_integer() and len(res.returns) == 1

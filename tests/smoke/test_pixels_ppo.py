@@ -64,7 +64,7 @@ def test_ppo_on_atari_end_to_end(tmp_path):
         h = agent.nets["enc"](torch.as_tensor(obs)[None])
     assert h.shape == (1, 512)
     res = agent.evaluate(episodes=1)  # a full game (all lives, raw score)
-    assert res.mean_return >= 0 and len(res.returns) == 1
+    assert len(res.returns) == 1 and float(res.mean_return).is_integer()
 
 
 def test_images_refuse_what_would_break_them(tmp_path):

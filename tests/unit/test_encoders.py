@@ -167,3 +167,30 @@ def test_family_presets_are_valid_configs(algo, family):
     assert preset, f"no {family} preset for {algo}"
     cfg = make_config(get_algo(algo).Config, algo, env_id, {})
     assert all(getattr(cfg, k) == (tuple(v) if isinstance(v, list) else v) for k, v in preset.items())
+
+
+def test_small_uint8_vectors_are_not_images_and_tiny_frames_are_read_flat():
+    env = gym.make("CartPole-v1")
+    env.observation_space = gym.spaces.Box(0, 1, (2, 8), np.uint8)  # counts, not pixels: a vector as before
+    assert _spec(env).obs_kind == "box" and _spec(env).obs_shape == (16,)
+    env.observation_space = gym.spaces.Box(0, 255, (2, 8), np.uint8)  # pixels too small for a convolution
+    spec = _spec(env)
+    assert spec.is_image and isinstance(make_encoder(spec), FlatFrames)
+    with pytest.raises(EnvError, match="smaller than the 3x3"):
+        make_encoder(spec, "minatar")
+
+
+def test_raw_ale_envs_resume_as_not_exact_and_stack_no_frames():
+    pytest.importorskip("ale_py")
+    from pgrad.envs import VecEnv, env_factory
+    from pgrad.envs.atari import make_atari, restores_whole, stacked_frames
+
+    raw = lambda: gym.make("ALE/Breakout-v5")  # noqa: E731  (pickles its constructor arguments only)
+    assert not restores_whole(raw()) and restores_whole(make_atari("BreakoutNoFrameskip-v4", True))
+    spec = describe(raw(), "ALE/Breakout-v5")
+    envs = VecEnv(raw, 1, 0, spec)
+    envs.step(np.zeros(1, np.int64))
+    assert not envs.load_state_dict(envs.state_dict())  # run.log will say the episodes restart
+    assert stacked_frames(spec, raw) == 0
+    factory, env_id = env_factory("BreakoutNoFrameskip-v4")
+    assert stacked_frames(describe(factory(), env_id), factory) == 4

@@ -159,7 +159,7 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     if cfg.replay:
         buf = ReplayBuffer(max(cfg.buffer_size, 2 * N), N, run.spec.obs_shape, (), torch.long, gamma=cfg.gamma,
                            device=cfg.device, extra={"beta_logp": ((), torch.float32)},
-                           obs_dtype=obs_torch_dtype(run.spec), frame_stack=stacked_frames(run.spec))
+                           obs_dtype=obs_torch_dtype(run.spec), frame_stack=stacked_frames(run.spec, run.factory))
         tracked["replay"] = buf
     run.track(nets=nets, **tracked)
     step_fn = torch.compile(update) if cfg.compile else update

@@ -59,7 +59,7 @@ class FrameEncoder(nn.Module):
         # one copy: cast and channels-last layout (oneDNN's convolutions run 1.3-1.6x faster on it on this CPU)
         x = flat.to(torch.float32, memory_format=torch.channels_last)
         if self.scale != 1.0:
-            x = x.mul_(self.scale) if x.data_ptr() != flat.data_ptr() else x * self.scale
+            x = x * self.scale if x is flat else x.mul_(self.scale)
         return self.net(x).reshape(*lead, self.out_dim)
 
     def _channels_last(self) -> None:
@@ -204,6 +204,8 @@ def make_encoder(spec: EnvSpec, kind: str | nn.Module | Callable = "auto") -> nn
             warnings.warn(f"--net mlp on the {'x'.join(map(str, spec.obs_shape))} frames of {spec.env_id}: the MLP "
                           "reads every pixel as a separate input; --net auto gives a CNN", stacklevel=2)
             _warned_mlp = True
+        return FlatFrames(spec.obs_shape, spec.obs_dtype)
+    if kind == "auto" and min(spec.obs_shape[1:]) < 3:  # too small for any convolution: read as a vector
         return FlatFrames(spec.obs_shape, spec.obs_dtype)
     if kind in ("auto", "cnn"):
         kind = "nature" if min(spec.obs_shape[1:]) >= NATURE_MIN_SIDE else "minatar"

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import sys
 from types import ModuleType
 from typing import Any
 
@@ -82,10 +83,23 @@ def is_atari_id(env_id: str) -> bool:
     return spec is not None and _is_atari_entry_point(spec.entry_point)
 
 
-def stacked_frames(spec: Any) -> int:
-    """k when the env's observations are k stacked frames (pgrad's Atari preprocessing: channel axis = time),
-    else 0: what a replay buffer passes as ``frame_stack`` to store each frame once."""
-    return spec.obs_shape[0] if getattr(spec, "is_image", False) and is_atari_id(spec.env_id) else 0
+def stacked_frames(spec: Any, factory: Any) -> int:
+    """k when the env's observations are k stacked frames (pgrad's Atari preprocessing of an Atari id: channel
+    axis = time), else 0: what a replay buffer passes as ``frame_stack`` to store each frame once."""
+    from pgrad.envs.spaces import GameFactory
+
+    ours = isinstance(factory, GameFactory) and is_atari_id(spec.env_id)
+    return spec.obs_shape[0] if ours and getattr(spec, "is_image", False) else 0
+
+
+def restores_whole(env: gym.Env) -> bool:
+    """Whether pickling ``env`` keeps its state: an ALE env pickles only its constructor arguments (EzPickle), so
+    it comes back at frame 0 unless pgrad's RawScore wrapper carries the emulator state through."""
+    for w in _chain(env):
+        if isinstance(w, RawScore):
+            return True
+    ale = sys.modules.get("ale_py")
+    return ale is None or not isinstance(env.unwrapped, ale.env.AtariEnv)
 
 
 # ----------------------------------------------------------------------------- wrappers (innermost first)
@@ -360,7 +374,8 @@ def _restore_emulator(env: gym.Env, state: dict[str, Any]) -> None:
     u.np_random.bit_generator.state = state["np_random"]
 
 
-_STATEFUL = {RawScore: ("raw_return", "raw_length"), EpisodicLife: ("lives", "game_over"), FrameStack: ("frames",)}
+_STATEFUL = {RawScore: ("raw_return", "raw_length"), EpisodicLife: ("lives", "game_over"), FireReset: ("lives",),
+             FrameStack: ("frames",)}
 
 
 def _chain(env: gym.Env) -> list[gym.Env]:

@@ -148,10 +148,16 @@ class EnvSpec:
 
 
 def _image_layout(space: gym.spaces.Box) -> tuple[tuple[int, int, int], bool] | None:
-    """(CHW shape, channel-last?) for an image space, else None. An image is a uint8 (pixels) or bool (binary
-    frames) Box of rank 2 (one channel) or 3; the channel axis is the first when it is smaller than the last
-    (4x84x84), otherwise the last (Gymnasium's 210x160x3, MinAtar's 10x10xC)."""
-    if space.dtype not in (np.uint8, np.bool_) or len(space.shape) not in (2, 3):
+    """(CHW shape, channel-last?) for an image space, else None. An image is a Box of rank 2 (one channel) or 3
+    of uint8 pixels bounded to [0, 255] or of bool (binary frames); a uint8 Box with other bounds stays a vector
+    of numbers. The channel axis is the first when it is smaller than the last (4x84x84), otherwise the last
+    (Gymnasium's 210x160x3, MinAtar's 10x10xC)."""
+    if len(space.shape) not in (2, 3):
+        return None
+    if space.dtype == np.uint8:
+        if not (np.all(space.low == 0) and np.all(space.high == 255)):
+            return None
+    elif space.dtype != np.bool_:
         return None
     if len(space.shape) == 2:
         return (1, *space.shape), False

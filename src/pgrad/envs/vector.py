@@ -192,7 +192,9 @@ class VecEnv:
             "disc_ret": self._disc_ret.copy(), "ep_ret": self._ep_ret.copy(), "ep_len": self._ep_len.copy(),
             "raw_obs": self._raw_obs.copy(), "episodes": self.episodes, "envs": None,
         }
-        if self._envs is not None:
+        from pgrad.envs.atari import restores_whole
+
+        if self._envs is not None and all(restores_whole(e) for e in self._envs):
             try:
                 d["envs"] = pickle.dumps(self._envs)
             except Exception:  # an env that cannot be pickled (renderer, C handle): resume resets it
