@@ -34,6 +34,7 @@ Trailing dimensions are free: an agent axis (MADDPG) rides along in obs/actions/
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -624,6 +625,10 @@ class SequenceReplay:
             raise ValueError(f"replay capacity {capacity} holds no segment of {T} steps x {N} envs")
         self.T, self.N = T, N
         self.device = torch.device(device)
+        if self.device.type == "cpu":  # ACER's frames: refuse what cannot fit before it fills
+            per_row = sum(math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+                          for shape, dtype in fields.values())
+            check_memory(per_row * self.S * T * N, self.S * T * N, frame_stack=1)
         self.data = {name: zeros((self.S, T, N) + tuple(shape), dtype, self.device)
                      for name, (shape, dtype) in fields.items()}
         self.pos = 0
@@ -657,7 +662,7 @@ class SequenceReplay:
     def state_dict(self) -> dict[str, Any]:
         n = self.segments()
         return {"pos": self.pos, "full": self.full, "shape": (self.S, self.T, self.N),
-                "data": {k: v[:n].clone() for k, v in self.data.items()}}
+                "data": {k: _prefix(v, n) for k, v in self.data.items()}}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         if tuple(d["shape"]) != (self.S, self.T, self.N):
