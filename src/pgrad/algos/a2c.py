@@ -42,7 +42,7 @@ from pgrad.core.nets import (
 )
 from pgrad.core.returns import bootstrapped_returns, gae
 from pgrad.data.collect import collect_rollout
-from pgrad.data.rollout import Rollout, flat
+from pgrad.data.rollout import Rollout, flat, next_values
 from pgrad.envs import EnvSpec
 
 SPACES = ("discrete", "box")
@@ -145,14 +145,16 @@ def update(nets: nn.ModuleDict, opt: torch.optim.Optimizer, b: dict[str, torch.T
     return metrics
 
 
-def returns(ro: Rollout, value: Callable[[torch.Tensor], torch.Tensor], cfg: Config) -> torch.Tensor:
+def returns(ro: Rollout, value: Callable[[torch.Tensor], torch.Tensor], cfg: Config,
+            v: torch.Tensor | None = None) -> torch.Tensor:
     """Value targets R for every step of the rollout (1), bootstrapped from V of the next states;
-    ``value(obs)`` is V_w(s) through the shared encoder."""
+    ``value(obs)`` is V_w(s) through the shared encoder. ``v``: V(s_t) when already known (images: computed
+    while acting), so that only the next observations that are not the next row's go through the encoder."""
     with torch.no_grad():
-        v_next = value(ro.next_obs)
+        v_next = value(ro.next_obs) if v is None else next_values(value, ro, v)
         if cfg.lam == 1.0:
             return bootstrapped_returns(ro.rewards, v_next, ro.terminated, ro.truncated, cfg.gamma)  # (1)
-        v = value(ro.obs)
+        v = value(ro.obs) if v is None else v
         return gae(ro.rewards, v, v_next, ro.terminated, ro.truncated, cfg.gamma, cfg.lam)[1]  # (1)
 
 
@@ -171,10 +173,14 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     ro = Rollout(cfg.n_steps, cfg.num_envs, run.spec, cfg.device)
     pi, bounds = policy_function(nets["pi"]), nets["bounds"]  # acting without nn.Module overhead
     enc, value = features_function(nets["enc"]), value_function(nets)
-    boxed = run.spec.action_kind == "box"
+    boxed, image = run.spec.action_kind == "box", run.spec.is_image
+    acted_v: list[torch.Tensor] = []  # images: V(s_t) from the features computed to act
 
     def sample(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        dist = pi(enc(obs))
+        h = enc(obs)
+        dist = pi(h)
+        if image:
+            acted_v.append(nets["v"](h))
         a = dist.sample()
         return a, dist.log_prob(a), (bounds.clip(a) if boxed else a).cpu().numpy()
 
@@ -185,7 +191,8 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * (1.0 - run.step / cfg.steps)
         collect_rollout(envs, sample, ro)
-        R = returns(ro, value, cfg)
+        R = returns(ro, value, cfg, torch.stack(acted_v) if image else None)
+        acted_v.clear()
         metrics = step_fn(nets, opt, {"obs": flat(ro.obs), "actions": flat(ro.actions), "ret": flat(R)}, cfg)
         if not run.advance(n, metrics):
             break

@@ -59,7 +59,7 @@ from pgrad.core.nets import (
 )
 from pgrad.core.returns import bootstrapped_returns
 from pgrad.data.collect import collect_rollout
-from pgrad.data.rollout import Rollout, flat
+from pgrad.data.rollout import Rollout, flat, next_values
 from pgrad.envs import EnvSpec, VecEnv
 from pgrad.errors import ConfigError
 from pgrad.parallel.hogwild import (
@@ -186,16 +186,21 @@ def update(local: nn.ModuleDict, shared: nn.ModuleDict, opt: torch.optim.Optimiz
 def rollout_batch(nets: nn.ModuleDict, envs: VecEnv, ro: Rollout, cfg: Config) -> dict[str, torch.Tensor]:
     """(1) t_max steps of every env with π_θ', then (2) the n-step returns R, flattened to one batch."""
     pi, enc, bounds = policy_function(nets["pi"]), features_function(nets["enc"]), nets["bounds"]
-    boxed = envs.spec.action_kind == "box"
+    boxed, image = envs.spec.action_kind == "box", envs.spec.is_image
+    acted_v: list[torch.Tensor] = []  # images: V(s_t) from the features computed to act (as A2C)
 
     def sample(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        dist = pi(enc(obs))
+        h = enc(obs)
+        dist = pi(h)
+        if image:
+            acted_v.append(nets["v"](h))
         a = dist.sample()
         return a, dist.log_prob(a), (bounds.clip(a) if boxed else a).cpu().numpy()
 
     collect_rollout(envs, sample, ro)  # (1)
     with torch.no_grad():
-        v_next = nets["v"](enc(ro.next_obs))
+        value = lambda o: nets["v"](enc(o))  # noqa: E731
+        v_next = next_values(value, ro, torch.stack(acted_v)) if image else value(ro.next_obs)
         R = bootstrapped_returns(ro.rewards, v_next, ro.terminated, ro.truncated, cfg.gamma)  # (2)
     return {"obs": flat(ro.obs), "actions": flat(ro.actions), "ret": flat(R)}
 
