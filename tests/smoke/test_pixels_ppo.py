@@ -84,3 +84,18 @@ def test_net_mlp_flattens_frames(tmp_path):
         agent = pgrad.train("ppo", lambda: ImageIdentityEnv(4, 10, 1, "bool"), steps=256, seed=0,
                             out=tmp_path / "r", eval_every=0, net="mlp", **SMALL, **QUIET)
     assert type(agent.nets["enc"]).__name__ == "FlatFrames"
+
+
+def test_video_of_an_atari_game_records_the_raw_screen(tmp_path):
+    pytest.importorskip("ale_py")
+    pytest.importorskip("moviepy")
+    import imageio.v3 as iio
+
+    from pgrad.video import record_video
+
+    agent = pgrad.train("ppo", "BreakoutNoFrameskip-v4", steps=64, seed=0, out=tmp_path / "r", eval_every=0,
+                        eval_episodes=1, num_envs=1, n_steps=64, **QUIET)
+    paths, returns = record_video(agent, tmp_path / "v", episodes=1)
+    frame = next(iter(iio.imiter(paths[0])))
+    assert frame.shape[:2] == (210, 160) and frame.shape[2] == 3  # the emulator's RGB screen, not 84x84 gray
+    assert len(returns) == 1 and float(returns[0]).is_integer()
