@@ -311,8 +311,8 @@ def _check_observations(spec: Any, algo: str, module: Any, cfg: Any) -> None:
                        f"{'x'.join(map(str, spec.obs_shape))} frames; use an algorithm for pixels "
                        "(`pgrad list` shows them)")
     if cfg.norm_obs:
-        raise ConfigError(f"norm_obs would z-score every pixel of {spec.env_id}; frames are scaled by 1/255 inside "
-                          "the encoder: leave --norm-obs off")
+        raise ConfigError(f"norm_obs would z-score every pixel of {spec.env_id}; the encoder scales frames itself "
+                          "(uint8 / 255, bool as 0 or 1): leave --norm-obs off")
     if getattr(cfg, "batch_norm", False):
         raise ConfigError(f"batch_norm normalises raw inputs, here the pixels of {spec.env_id}; the CNN encoder "
                           "scales them already: leave --batch-norm off")
