@@ -194,3 +194,20 @@ def test_raw_ale_envs_resume_as_not_exact_and_stack_no_frames():
     assert stacked_frames(spec, raw) == 0
     factory, env_id = env_factory("BreakoutNoFrameskip-v4")
     assert stacked_frames(describe(factory(), env_id), factory) == 4
+
+
+def test_a_version_1_checkpoint_loads_and_acts(tmp_path):
+    import pgrad
+    from pgrad.run import load_checkpoint, save_checkpoint
+
+    agent = pgrad.train("ppo", "CartPole-v1", steps=256, seed=0, out=tmp_path / "r", n_steps=64, eval_every=0,
+                        eval_episodes=1, progress=False, tensorboard=False)
+    ckpt = load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")
+    for k in ("obs_shape", "obs_dtype", "obs_hwc"):  # what a file of format 1 did not have
+        del ckpt["spec"][k]
+    del ckpt["config"]["net"]
+    ckpt["version"] = 1
+    save_checkpoint(tmp_path / "old.pt", ckpt)
+    old = pgrad.load(tmp_path / "old.pt")
+    obs = np.zeros(4, np.float32)
+    assert old.spec.obs_shape == (4,) and old.cfg.net == "auto" and old.act(obs) == agent.act(obs)
