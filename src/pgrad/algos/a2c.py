@@ -41,7 +41,7 @@ from pgrad.core.nets import (
     policy_net,
 )
 from pgrad.core.returns import bootstrapped_returns, gae
-from pgrad.data.collect import collect_rollout
+from pgrad.data.collect import PolicySampler, collect_rollout
 from pgrad.data.rollout import Rollout, flat, next_values
 from pgrad.envs import EnvSpec
 
@@ -171,18 +171,9 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     nets, opt = build(cfg, run.spec)
     run.track(nets=nets, opt=opt)
     ro = Rollout(cfg.n_steps, cfg.num_envs, run.spec, cfg.device)
-    pi, bounds = policy_function(nets["pi"]), nets["bounds"]  # acting without nn.Module overhead
-    enc, value = features_function(nets["enc"]), value_function(nets)
-    boxed, image = run.spec.action_kind == "box", run.spec.is_image
-    acted_v: list[torch.Tensor] = []  # images: V(s_t) from the features computed to act
-
-    def sample(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        h = enc(obs)
-        dist = pi(h)
-        if image:
-            acted_v.append(nets["v"](h))
-        a = dist.sample()
-        return a, dist.log_prob(a), (bounds.clip(a) if boxed else a).cpu().numpy()
+    value, image = value_function(nets), run.spec.is_image  # images: V(s_t) comes with acting
+    sample = PolicySampler(policy_function(nets["pi"]), nets["bounds"], run.spec.action_kind == "box",
+                           None if not image else nets["enc"], nets["v"] if image else None)
 
     step_fn = torch.compile(update) if cfg.compile else update
     n = cfg.n_steps * cfg.num_envs
@@ -191,8 +182,7 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * (1.0 - run.step / cfg.steps)
         collect_rollout(envs, sample, ro)
-        R = returns(ro, value, cfg, torch.stack(acted_v) if image else None)
-        acted_v.clear()
+        R = returns(ro, value, cfg, sample.pop_values() if image else None)
         metrics = step_fn(nets, opt, {"obs": flat(ro.obs), "actions": flat(ro.actions), "ret": flat(R)}, cfg)
         if not run.advance(n, metrics):
             break
@@ -203,14 +193,7 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
 def rollout_gradients(nets: nn.ModuleDict, envs: Any, ro: Rollout, cfg: Config) -> dict[str, torch.Tensor]:
     """A Ray worker's share of (4): collect its envs' T steps, (1) the targets R, and the gradients of the same
     loss as ``update`` on its N/K·T samples, left in .grad (the coordinator averages, clips and steps)."""
-    pi, enc, bounds = nets["pi"], nets["enc"], nets["bounds"]
-    boxed = envs.spec.action_kind == "box"
-
-    def sample(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        dist = pi(enc(obs))
-        a = dist.sample()
-        return a, dist.log_prob(a), (bounds.clip(a) if boxed else a).cpu().numpy()
-
+    sample = PolicySampler(nets["pi"], nets["bounds"], envs.spec.action_kind == "box", nets["enc"])
     collect_rollout(envs, sample, ro)
     R = returns(ro, value_function(nets), cfg)
     # norm_adv (if set) standardises over this worker's batch with backend=ray

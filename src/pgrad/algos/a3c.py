@@ -58,7 +58,7 @@ from pgrad.core.nets import (
     policy_net,
 )
 from pgrad.core.returns import bootstrapped_returns
-from pgrad.data.collect import collect_rollout
+from pgrad.data.collect import PolicySampler, collect_rollout
 from pgrad.data.rollout import Rollout, flat, next_values
 from pgrad.envs import EnvSpec, VecEnv
 from pgrad.errors import ConfigError
@@ -185,22 +185,13 @@ def update(local: nn.ModuleDict, shared: nn.ModuleDict, opt: torch.optim.Optimiz
 
 def rollout_batch(nets: nn.ModuleDict, envs: VecEnv, ro: Rollout, cfg: Config) -> dict[str, torch.Tensor]:
     """(1) t_max steps of every env with π_θ', then (2) the n-step returns R, flattened to one batch."""
-    pi, enc, bounds = policy_function(nets["pi"]), features_function(nets["enc"]), nets["bounds"]
-    boxed, image = envs.spec.action_kind == "box", envs.spec.is_image
-    acted_v: list[torch.Tensor] = []  # images: V(s_t) from the features computed to act (as A2C)
-
-    def sample(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        h = enc(obs)
-        dist = pi(h)
-        if image:
-            acted_v.append(nets["v"](h))
-        a = dist.sample()
-        return a, dist.log_prob(a), (bounds.clip(a) if boxed else a).cpu().numpy()
-
+    enc, image = features_function(nets["enc"]), envs.spec.is_image  # images: V(s_t) comes with acting, as A2C
+    sample = PolicySampler(policy_function(nets["pi"]), nets["bounds"], envs.spec.action_kind == "box",
+                           None if not image else nets["enc"], nets["v"] if image else None)
     collect_rollout(envs, sample, ro)  # (1)
     with torch.no_grad():
         value = lambda o: nets["v"](enc(o))  # noqa: E731
-        v_next = next_values(value, ro, torch.stack(acted_v)) if image else value(ro.next_obs)
+        v_next = next_values(value, ro, sample.pop_values()) if image else value(ro.next_obs)
         R = bootstrapped_returns(ro.rewards, v_next, ro.terminated, ro.truncated, cfg.gamma)  # (2)
     return {"obs": flat(ro.obs), "actions": flat(ro.actions), "ret": flat(R)}
 

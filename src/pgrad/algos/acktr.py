@@ -42,13 +42,12 @@ from pgrad.core.nets import (
     Activation,
     ValueNet,
     clip_grad_norm,
-    features_function,
     in_width,
     policy_function,
     policy_net,
 )
 from pgrad.core.returns import bootstrapped_returns, gae
-from pgrad.data.collect import collect_rollout
+from pgrad.data.collect import PolicySampler, collect_rollout
 from pgrad.data.rollout import Rollout, flat
 from pgrad.envs import EnvSpec
 
@@ -174,14 +173,8 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     nets, opt = build(cfg, run.spec)
     run.track(nets=nets, opt=opt)
     ro = Rollout(cfg.n_steps, cfg.num_envs, run.spec, cfg.device)
-    pi, bounds = policy_function(nets["pi"]), nets["bounds"]  # acting without nn.Module overhead
-    enc = features_function(nets["enc"])
-    boxed = run.spec.action_kind == "box"
-
-    def sample(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        dist = pi(enc(obs))
-        a = dist.sample()
-        return a, dist.log_prob(a), (bounds.clip(a) if boxed else a).cpu().numpy()
+    sample = PolicySampler(policy_function(nets["pi"]), nets["bounds"], run.spec.action_kind == "box",
+                           None if not run.spec.is_image else nets["enc"])
 
     n = cfg.n_steps * cfg.num_envs
     while run.step < cfg.steps:

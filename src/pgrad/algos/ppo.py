@@ -34,13 +34,12 @@ from pgrad.core.nets import (
     Activation,
     ValueNet,
     clip_grad_norm,
-    features_function,
     in_width,
     policy_function,
     policy_net,
 )
 from pgrad.core.returns import gae
-from pgrad.data.collect import collect_rollout
+from pgrad.data.collect import PolicySampler, collect_rollout
 from pgrad.data.rollout import Rollout, flat, minibatches, next_values
 from pgrad.envs import EnvSpec
 
@@ -145,18 +144,9 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     nets, opt = build(cfg, run.spec)
     run.track(nets=nets, opt=opt)
     ro = Rollout(cfg.n_steps, cfg.num_envs, run.spec, cfg.device)
-    pi, bounds = policy_function(nets["pi"]), nets["bounds"]  # acting without nn.Module overhead
-    enc = features_function(nets["enc"])
-    boxed, image = run.spec.action_kind == "box", run.spec.is_image
-    acted_v: list[torch.Tensor] = []  # images: V(s_t) from the features computed to act
-
-    def sample(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        h = enc(obs)
-        dist = pi(h)
-        if image:
-            acted_v.append(nets["v"](h))
-        a = dist.sample()
-        return a, dist.log_prob(a), (bounds.clip(a) if boxed else a).cpu().numpy()
+    image = run.spec.is_image  # images: V(s_t) comes with acting, from the features computed to act
+    sample = PolicySampler(policy_function(nets["pi"]), nets["bounds"], run.spec.action_kind == "box",
+                           None if not image else nets["enc"], nets["v"] if image else None)
 
     step_fn = torch.compile(update) if cfg.compile else update
     n = cfg.n_steps * cfg.num_envs
@@ -168,8 +158,7 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
         collect_rollout(envs, sample, ro)
         with torch.no_grad():
             if image:  # no CNN pass over the rollout: V(s_t) came with acting, V(s_{t+1}) is the next row's
-                v = torch.stack(acted_v)  # except where an episode ended and at the last step
-                acted_v.clear()
+                v = sample.pop_values()  # except where an episode ended and at the last step
                 v_next = next_values(lambda o: nets["v"](nets["enc"](o)), ro, v)
             else:
                 v, v_next = nets["v"](ro.obs), nets["v"](ro.next_obs)

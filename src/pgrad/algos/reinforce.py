@@ -33,7 +33,7 @@ from pgrad.core.encoders import make_encoder
 from pgrad.core.losses import entropy_loss, policy_gradient_loss, value_loss
 from pgrad.core.nets import ActionBounds, Activation, ValueNet, clip_grad_norm, encoded, in_width, policy_net
 from pgrad.core.returns import discounted_returns
-from pgrad.data.collect import collect_episodes
+from pgrad.data.collect import PolicySampler, collect_episodes
 from pgrad.data.rollout import flat
 from pgrad.envs import EnvSpec
 
@@ -132,13 +132,7 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     envs = run.make_envs()
     nets, opts = build(cfg, run.spec)
     run.track(nets=nets, **{f"opt_{k}": o for k, o in opts.items()})
-    pi, bounds = nets["pi"], nets["bounds"]
-    boxed = run.spec.action_kind == "box"
-
-    def sample(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        dist = pi(obs)
-        a = dist.sample()
-        return a, dist.log_prob(a), (bounds.clip(a) if boxed else a).cpu().numpy()
+    sample = PolicySampler(nets["pi"], nets["bounds"], run.spec.action_kind == "box")
 
     while run.step < cfg.steps:
         ro, mask = collect_episodes(envs, sample, cfg.max_episode_len)

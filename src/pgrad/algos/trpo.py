@@ -45,7 +45,7 @@ from pgrad.core.natural import (
 )
 from pgrad.core.nets import ActionBounds, Activation, ValueNet, encoded, in_width, policy_function, policy_net
 from pgrad.core.returns import gae
-from pgrad.data.collect import collect_rollout
+from pgrad.data.collect import PolicySampler, collect_rollout
 from pgrad.data.rollout import Rollout, flat, minibatches, next_values
 from pgrad.envs import EnvSpec
 
@@ -177,13 +177,7 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     nets, opt = build(cfg, run.spec)
     run.track(nets=nets, opt=opt)
     ro = Rollout(cfg.n_steps, cfg.num_envs, run.spec, cfg.device)
-    pi, bounds = policy_function(nets["pi"]), nets["bounds"]  # acting without nn.Module overhead
-    boxed = run.spec.action_kind == "box"
-
-    def sample(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        dist = pi(obs)
-        a = dist.sample()
-        return a, dist.log_prob(a), (bounds.clip(a) if boxed else a).cpu().numpy()
+    sample = PolicySampler(policy_function(nets["pi"]), nets["bounds"], run.spec.action_kind == "box")
 
     n = cfg.n_steps * cfg.num_envs
     while run.step < cfg.steps:

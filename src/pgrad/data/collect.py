@@ -7,6 +7,7 @@ learning, its log-probability, and the numpy action sent to the env (clipped or 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,6 +16,32 @@ from pgrad.data.rollout import Rollout
 from pgrad.envs import VecEnv
 
 Sampler = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, np.ndarray]]
+
+
+class PolicySampler:
+    """The acting function of a stochastic policy, written once for the on-policy algorithms: a ~ π(.|s) computed
+    as ``pi(features(obs))``, log π(a|s), and the env action (Box samples clipped to the bounds; the learner keeps
+    the unclipped one). ``value``: V(s_t) from the same features, kept for the rollout (``pop_values``), so the
+    value targets of a shared-trunk algorithm need no second encoder pass over the frames."""
+
+    def __init__(self, pi: Callable, bounds: Any, boxed: bool, features: Callable | None = None,
+                 value: Callable | None = None):
+        self.pi, self.bounds, self.boxed, self.features, self.value = pi, bounds, boxed, features, value
+        self.values: list[torch.Tensor] = []
+
+    def __call__(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        h = obs if self.features is None else self.features(obs)
+        dist = self.pi(h)
+        if self.value is not None:
+            self.values.append(self.value(h))
+        a = dist.sample()
+        return a, dist.log_prob(a), (self.bounds.clip(a) if self.boxed else a).cpu().numpy()
+
+    def pop_values(self) -> torch.Tensor:
+        """[T, N] values V(s_t) of the steps acted since the last call."""
+        v = torch.stack(self.values)
+        self.values.clear()
+        return v
 
 
 @torch.no_grad()
