@@ -173,7 +173,7 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     ro = Rollout(cfg.n_steps, cfg.num_envs, run.spec, cfg.device)
     value, image = value_function(nets), run.spec.is_image  # images: V(s_t) comes with acting
     sample = PolicySampler(policy_function(nets["pi"]), nets["bounds"], run.spec.action_kind == "box",
-                           None if not image else nets["enc"], nets["v"] if image else None)
+                           nets["enc"] if image else None, nets["v"] if image else None)
 
     step_fn = torch.compile(update) if cfg.compile else update
     n = cfg.n_steps * cfg.num_envs

@@ -187,7 +187,7 @@ def rollout_batch(nets: nn.ModuleDict, envs: VecEnv, ro: Rollout, cfg: Config) -
     """(1) t_max steps of every env with π_θ', then (2) the n-step returns R, flattened to one batch."""
     enc, image = features_function(nets["enc"]), envs.spec.is_image  # images: V(s_t) comes with acting, as A2C
     sample = PolicySampler(policy_function(nets["pi"]), nets["bounds"], envs.spec.action_kind == "box",
-                           None if not image else nets["enc"], nets["v"] if image else None)
+                           nets["enc"] if image else None, nets["v"] if image else None)
     collect_rollout(envs, sample, ro)  # (1)
     with torch.no_grad():
         value = lambda o: nets["v"](enc(o))  # noqa: E731

@@ -174,7 +174,7 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     run.track(nets=nets, opt=opt)
     ro = Rollout(cfg.n_steps, cfg.num_envs, run.spec, cfg.device)
     sample = PolicySampler(policy_function(nets["pi"]), nets["bounds"], run.spec.action_kind == "box",
-                           None if not run.spec.is_image else nets["enc"])
+                           nets["enc"] if run.spec.is_image else None)
 
     n = cfg.n_steps * cfg.num_envs
     while run.step < cfg.steps:
