@@ -105,13 +105,13 @@ def available_memory() -> int | None:
     return avail
 
 
-def check_memory(nbytes: int, capacity: int, frame_stack: int = 0) -> None:
-    """Refuse a buffer that cannot fit in the memory available now (one line: the bytes and what to lower).
-    Buffers are calloc'd, so without this a too-large one starts fine and is killed when its pages fill."""
+def check_memory(nbytes: int, capacity: int, hint: str = "") -> None:
+    """Refuse a buffer that cannot fit in the memory available now (one line: the bytes, and buffer_size plus
+    ``hint`` as what to lower). Buffers are calloc'd, so without this a too-large one starts fine and is killed
+    when its pages fill."""
     avail = available_memory()
     if avail is None or nbytes <= avail:
         return
-    hint = "" if frame_stack else " or store stacked frames once (frame_stack=k)"
     raise ConfigError(f"the replay buffer needs {nbytes / 2**30:.2f} GiB ({capacity:,} transitions x "
                       f"{nbytes / max(capacity, 1):,.0f} B) but {avail / 2**30:.2f} GiB is available: lower "
                       f"buffer_size{hint}")
@@ -186,7 +186,8 @@ class ReplayBuffer:
         self.device = torch.device(device)
         if self.device.type == "cpu":  # elsewhere the allocation itself fails at once
             check_memory(replay_bytes(capacity, num_envs, obs_shape, obs_dtype, k, act_shape, act_dtype,
-                                      reward_shape, extra), capacity, k)
+                                      reward_shape, extra), capacity,
+                         "" if k else " or store stacked frames once (frame_stack=k)")
         C, N, dev = self.rows, num_envs, self.device
         if k:  # the newest frame of each observation; the rest is rebuilt in gather
             self.fields: dict[str, torch.Tensor] = {"frames": zeros((C, N) + tuple(obs_shape[1:]), obs_dtype, dev)}
@@ -628,7 +629,7 @@ class SequenceReplay:
         if self.device.type == "cpu":  # ACER's frames: refuse what cannot fit before it fills
             per_row = sum(math.prod(shape) * torch.empty((), dtype=dtype).element_size()
                           for shape, dtype in fields.values())
-            check_memory(per_row * self.S * T * N, self.S * T * N, frame_stack=1)
+            check_memory(per_row * self.S * T * N, self.S * T * N)
         self.data = {name: zeros((self.S, T, N) + tuple(shape), dtype, self.device)
                      for name, (shape, dtype) in fields.items()}
         self.pos = 0
