@@ -21,9 +21,8 @@ fresh reparameterised action, (s, a, r, s') a replay batch D:
   (4), (5) as above
   (8) J(α) = E_D[-α log π_θ(ã|s) - α H̄], H̄ = -|A|                     core.losses.temperature_loss
   (9) w̄k ← τ wk + (1 - τ) w̄k                                          core.targets.polyak_update
-  both: the squashed Gaussian in the env's units, a_env = c + s tanh(u), s = (high - low) / 2:
-  (10) log π(a|s) = log N(u; μ, σ²) - Σ_i log(1 - tanh²(u_i)) - Σ_i log s_i
-                                      core.distributions.TanhGaussian, core.distributions.scale_log_prob
+  both: the squashed Gaussian ã = tanh(u) in (-1, 1)^|A|, mapped to the env's bounds afterwards (a_env = c + s ã):
+  (10) log π(ã|s) = log N(u; μ, σ²) - Σ_i log(1 - tanh²(u_i))        core.distributions.TanhGaussian
 
 Beyond the post:
 - the post (and the 2018 paper) fold the temperature into the reward scale (α = 1 / reward scale); α is explicit
@@ -33,8 +32,10 @@ Beyond the post:
   one Adam step (one parameter group per network) follows, as the original implementation ran its training ops
   together; the critics inside (5) take detached parameters, so J_π moves θ only and J_Q moves w only;
 - the first ``learning_starts`` steps take uniform random actions; log σ is clamped to [-20, 2];
-- H̄ = -|A| applies to the log-density in the env's units (10), as the issue asks; for bounds [-1, 1] (MuJoCo)
-  this is the usual target;
+- log π in (1), (5), (7), (8) and H̄ = -|A| are those of the squashed action ã in (-1, 1), as the 2018b paper and
+  its code define them; the affine map to the env's bounds comes after, so the entropy term and α's tuning do not
+  depend on the env's action units (the density in the env's units, lower by Σ_i log s_i, would shift H̄ by a
+  constant: a Pendulum (±2) or Humanoid (±0.4) run would tune α to another entropy than a MuJoCo [-1, 1] one);
 - time limits: Q targets bootstrap at truncation (with the true final observation), never at termination;
 - image observations: π, the twin critics and V each own an encoder (the CNN of ``--net``); the two critics share
   one in front of their StackedQ, computed once per batch for J_Q and (detached) for the critics inside (5);
@@ -53,7 +54,6 @@ from torch import nn
 
 from pgrad.config import BaseConfig
 from pgrad.core import optim
-from pgrad.core.distributions import scale_log_prob
 from pgrad.core.encoders import make_encoder
 from pgrad.core.losses import (
     sac_policy_loss,
@@ -165,10 +165,8 @@ def act(nets: nn.ModuleDict, obs: torch.Tensor, deterministic: bool) -> np.ndarr
 
 
 def _policy_sample(nets: nn.ModuleDict, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """ã = tanh(u) in (-1, 1) by reparameterisation, and log π(ã|s) in the env's units (10)."""
-    a, logp = nets["pi"](obs).rsample_with_log_prob()
-    b = nets["bounds"]
-    return a, scale_log_prob(logp, b.low, b.high)
+    """ã = tanh(u) in (-1, 1) by reparameterisation, and log π(ã|s) of the squashed action (10)."""
+    return nets["pi"](obs).rsample_with_log_prob()
 
 
 def _critic_parts(q: nn.Module) -> tuple[Any, nn.Module]:
