@@ -13,8 +13,8 @@ implementations do: late steps of long episodes then keep their weight. Both are
 Beyond the post:
 - each update uses one complete episode from each of N envs (reset together; the first episode of each env
   only, which keeps the batch an unbiased sample of trajectories) and Adam instead of plain SGD;
-- with a value baseline, an episode cut by a time limit bootstraps G from V_w of its final observation;
-  without a critic, G stops at the cut;
+- with a value baseline, an episode cut by a time limit (the env's, or max_episode_len) bootstraps G from V_w of
+  its final observation; without a critic, G stops at the cut;
 - image observations: π and V_w each read the frames through their own encoder (the CNN of ``--net``), so the
   baseline's regression never moves the policy's features; vectors keep two plain MLPs.
 """
@@ -67,7 +67,7 @@ class Config(BaseConfig):
     log_std_init: float = 0.0
     """Initial log σ of the Gaussian policy (Box actions)."""
     max_episode_len: int = 100_000
-    """Give up an episode after this many steps (for envs without a time limit)."""
+    """Cut an episode after this many steps (for envs without a time limit); the cut is a truncation."""
 
     RANGES = {
         "lr": "(0, inf)", "vf_lr": "(0, inf)", "vf_iters": "[1, inf)", "gamma": "(0, 1]",

@@ -59,9 +59,10 @@ def collect_episodes(envs: VecEnv, sample: Sampler, max_len: int = 100_000) -> t
 
     Returns a Rollout of length T = the longest episode and a mask [T, N] of the steps that belong to each
     env's first episode. Steps after an env's episode ended are stepped (every env steps in lock-step) but
-    masked out, with reward 0 and ``terminated`` set so no return flows across them. Taking exactly the first
-    episode of each env keeps the batch an unbiased sample of trajectories (stopping at a number of finished
-    episodes would favour short ones).
+    masked out, with reward 0 and ``terminated`` set so no return flows across them. An episode still running
+    after ``max_len`` steps ends there, marked truncated: a critic bootstraps from its last observation. Taking
+    exactly the first episode of each env keeps the batch an unbiased sample of trajectories (stopping at a number
+    of finished episodes would favour short ones).
     """
     envs.reset()
     N = envs.num_envs
@@ -81,6 +82,9 @@ def collect_episodes(envs: VecEnv, sample: Sampler, max_len: int = 100_000) -> t
             mask[t] = active
             active = active & ~(step.terminated | step.truncated).cpu()
             t_total += 1
+            if t_total >= max_len:  # the cut: episodes still running end here as truncated (bootstrapped)
+                ro.truncated[t] |= active.to(ro.truncated.device)
+                active = torch.zeros_like(active)
             if not bool(active.any()):
                 ro = _truncate(ro, t + 1)
                 mask = mask[: t + 1]
