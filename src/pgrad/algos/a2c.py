@@ -212,9 +212,10 @@ def _train_ray(cfg: Config, run: Any) -> nn.ModuleDict:
 
     if cfg.num_envs % cfg.ray_workers:
         raise ConfigError(f"num_envs={cfg.num_envs} must be a multiple of ray_workers={cfg.ray_workers}")
-    if cfg.norm_obs:
-        raise ConfigError("a2c with backend=ray does not support norm_obs (each actor would keep its own "
-                          "statistics); set norm_obs=false")
+    if cfg.norm_obs or cfg.norm_reward:
+        name = "norm_obs" if cfg.norm_obs else "norm_reward"
+        raise ConfigError(f"a2c with backend=ray does not support {name} (each actor would keep its own "
+                          f"statistics, neither shared nor saved); set {name}=false")
     nets, opt = build(cfg, run.spec)
     run.track(nets=nets, opt=opt)
     if run.step > 0:

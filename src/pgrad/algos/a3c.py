@@ -208,8 +208,7 @@ def _worker(k: int, seed: int, cfg: Config, spec: EnvSpec, factory_blob: bytes, 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's: it sets stats.stop
     torch.set_num_threads(1)
     seed_everything(seed)
-    envs = VecEnv(unpickle_factory(factory_blob), cfg.num_envs, seed, spec, vectorization=cfg.vectorization,
-                  norm_reward=cfg.norm_reward, gamma=cfg.gamma)
+    envs = VecEnv(unpickle_factory(factory_blob), cfg.num_envs, seed, spec, vectorization=cfg.vectorization)
     local, _ = build(cfg, spec)  # the same random draws as the main process's build: worker 0 then samples
     # exactly as A2C's single process does with the same seed
     opt = make_optimizer(cfg, trainable(shared))
@@ -232,9 +231,10 @@ def _worker(k: int, seed: int, cfg: Config, spec: EnvSpec, factory_blob: bytes, 
 
 # ------------------------------------------------------------------------------------------------ train
 def train(cfg: Config, run: Any) -> nn.ModuleDict:
-    if cfg.norm_obs:
-        raise ConfigError("a3c does not support norm_obs: each worker would keep its own statistics; "
-                          "set norm_obs=false")
+    if cfg.norm_obs or cfg.norm_reward:
+        name = "norm_obs" if cfg.norm_obs else "norm_reward"
+        raise ConfigError(f"a3c does not support {name}: each worker would keep its own statistics, neither "
+                          f"shared nor saved; set {name}=false")
     if cfg.device != "cpu":
         raise ConfigError("a3c's workers share CPU memory; use device=cpu")
     nets, opt = build(cfg, run.spec)

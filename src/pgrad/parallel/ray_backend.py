@@ -87,8 +87,7 @@ class GradientWorker:
 
         seed_everything(seed)
         self.module, self.cfg = get_algo(algo), cfg
-        self.envs = VecEnv(unpickle_factory(factory_blob), num_envs, seed, spec, vectorization=cfg.vectorization,
-                           norm_reward=cfg.norm_reward, gamma=cfg.gamma)
+        self.envs = VecEnv(unpickle_factory(factory_blob), num_envs, seed, spec, vectorization=cfg.vectorization)
         self.nets = self.module.build(cfg, spec)[0]
         self.ro = Rollout(cfg.n_steps, num_envs, spec)
         self.steps = cfg.n_steps * num_envs
