@@ -52,9 +52,14 @@ def straight_through(logits, tau=1.0, hard=True):
     return F.one_hot(soft.argmax(-1), soft.shape[-1]).float() - soft.detach() + soft
 
 
-def head(out, mask, discrete):
+def head(out, mask, discrete, cfg=None):
+    """a'_j of (1) with noise-free sampling: the one-hot argmax, or the soft sample softmax(logits / T) with
+    gumbel_hard=False (the critics are targeted with the kind of action they are trained on)."""
     if discrete:
-        return F.one_hot(out.masked_fill(~mask, NEG).argmax(-1), out.shape[-1]).float()
+        logits = out.masked_fill(~mask, NEG)
+        if cfg is not None and not cfg.gumbel_hard:
+            return torch.softmax(logits / cfg.gumbel_temperature, -1)
+        return F.one_hot(logits.argmax(-1), out.shape[-1]).float()
     return torch.tanh(out) * mask
 
 
@@ -102,11 +107,11 @@ def reference_update(nets, b, recent, cfg):
         cols = []
         for j in range(N):  # a'_j, row by row where agent j's sub-policy varies
             if j == i:
-                cols.append(head(mu_t[m](bl["next_obs"][:, j]), mask[j], disc))
+                cols.append(head(mu_t[m](bl["next_obs"][:, j]), mask[j], disc, cfg))
             elif cfg.infer_policies:
-                cols.append(head(pi_t[pairs.index((i, j))](bl["next_obs"][:, j]), mask[j], disc))
+                cols.append(head(pi_t[pairs.index((i, j))](bl["next_obs"][:, j]), mask[j], disc, cfg))
             else:
-                rows = [head(mu_t[j * K + int(bl["k"][r, j])](bl["next_obs"][r:r + 1, j]), mask[j], disc)
+                rows = [head(mu_t[j * K + int(bl["k"][r, j])](bl["next_obs"][r:r + 1, j]), mask[j], disc, cfg)
                         for r in range(B)]
                 cols.append(torch.cat(rows))
         a_next = torch.stack(cols, 1)
@@ -277,3 +282,18 @@ def test_ensemble_learners_sample_their_own_buffer():
     c = counts[sorted(members)]
     expected = 20 * 500 / len(members)
     assert float(((c - expected) ** 2 / expected).sum()) < len(members) + 5 * (2 * len(members)) ** 0.5  # χ²
+
+
+@pytest.mark.parametrize("hard", [True, False])
+def test_stored_discrete_action_is_the_kind_the_critics_train_on(hard):
+    """gumbel_hard=False stores the soft Gumbel-softmax sample (rows on the simplex, not one-hot) and steps the env
+    with its argmax; gumbel_hard=True stores the one-hot Gumbel-max sample."""
+    cfg = make_config(maddpg.Config, "maddpg", None, {"gumbel_hard": hard, "gumbel_temperature": 0.7})
+    torch.manual_seed(1)
+    logits = torch.randn(64, 3, 5).masked_fill(torch.tensor([True, True, True, True, False]).logical_not(), NEG)
+    a, env_a = maddpg._discrete_sample(logits, cfg)
+    assert a.shape == (64, 3, 5) and env_a.shape == (64, 3)
+    assert torch.allclose(a.sum(-1), torch.ones(64, 3)) and bool((a[..., 4] == 0).all())
+    assert torch.equal(a.argmax(-1), env_a)
+    one_hot = bool(((a == 0) | (a == 1)).all())
+    assert one_hot == hard

@@ -20,8 +20,10 @@ Equations (post notation) and the functions that compute them:
 
 Discrete actions (MPE's default) use the Gumbel-softmax relaxation, as in the paper: agents act with samples of
 π_i = softmax(logits_i) (the Gumbel-max trick), the buffer stores one-hot actions, and in (3) a_i is the
-straight-through Gumbel-softmax sample (one-hot forward, softmax((logits + g)/T) gradient; gumbel_hard=False
-gives the soft sample). Box actions use a deterministic tanh actor with Gaussian exploration noise, as DDPG.
+straight-through Gumbel-softmax sample (one-hot forward, softmax((logits + g)/T) gradient). gumbel_hard=False
+uses the soft sample softmax((logits + g)/T) throughout, as the MADDPG authors' code does: the buffer stores it,
+(1) targets with it and (3) differentiates it, so the critics are read only at the kind of action they learned on
+(the env steps with its argmax, the same Gumbel-max sample of π_i). Box actions use a deterministic tanh actor with Gaussian exploration noise, as DDPG.
 With centralized=False every critic sees only its own observation and action: independent DDPG learners.
 
 Beyond the post:
@@ -109,7 +111,8 @@ class Config(BaseConfig):
     gumbel_temperature: float = 1.0
     """Temperature T of the Gumbel-softmax relaxation (discrete actions)."""
     gumbel_hard: bool = True
-    """Straight-through Gumbel-softmax (one-hot forward, relaxed gradient); False: the soft sample."""
+    """Straight-through Gumbel-softmax (one-hot forward, relaxed gradient); False: the soft sample, stored and
+    targeted with as well."""
     logit_reg: float = 1e-3
     """L2 penalty on the actors' logits (discrete) or pre-tanh outputs (box), as in the paper's code."""
     noise_sigma: float = 0.1
@@ -284,6 +287,17 @@ def _one_hot(idx: torch.Tensor, a: int) -> torch.Tensor:
     return F.one_hot(idx, a).float()
 
 
+def _discrete_sample(logits: torch.Tensor, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
+    """(action vector, env action) of a sample of softmax(logits): the one-hot Gumbel-max sample (gumbel_hard),
+    or the soft Gumbel-softmax sample softmax((logits + G) / T) and its argmax, the same Gumbel-max sample. The
+    vector is what the buffer stores and the critics see, in (1) and (2) as in (3)."""
+    if cfg.gumbel_hard:
+        idx = _gumbel_max(logits)
+        return _one_hot(idx, logits.shape[-1]), idx
+    y = F.gumbel_softmax(logits, tau=cfg.gumbel_temperature, hard=False)
+    return y, y.argmax(-1)
+
+
 @torch.no_grad()
 def _target_actions(nets: nn.ModuleDict, b: dict[str, torch.Tensor], cfg: Config) -> torch.Tensor:
     """a'_1..a'_N [L, B, N, A] of (1): μ'_j of the sub-policy agent j played (own: learner l's), or, with
@@ -302,14 +316,14 @@ def _target_actions(nets: nn.ModuleDict, b: dict[str, torch.Tensor], cfg: Config
     out = out.gather(1, idx).squeeze(1).permute(1, 2, 0, 3)  # [L, B, N, A]
     a_next = _head(out, lay.act_mask, lay.discrete)
     if lay.discrete:
-        a_next = _one_hot(_gumbel_max(a_next), A)
+        a_next = _discrete_sample(a_next, cfg)[0]
     if "pi_hat" in nets and cfg.infer_policies:
         # pair p = (i, j): agent i's model of j, on agent j's next observations of agent i's learners' batches
         xv = nxt.view(N, lay.k, B, N, -1)[lay.pair_i, :, :, lay.pair_j]  # [P, K, B, O]
         h = nets["pi_hat_targ"](xv.reshape(xv.shape[0], lay.k * B, -1)).view(-1, lay.k, B, A)
         h = _head(h, lay.act_mask[lay.pair_j].unsqueeze(1).unsqueeze(1), lay.discrete)
         if lay.discrete:
-            h = _one_hot(_gumbel_max(h), A)
+            h = _discrete_sample(h, cfg)[0]
         a_next = a_next.view(N, lay.k, B, N, A).clone()
         a_next[lay.pair_i, :, :, lay.pair_j] = h
         a_next = a_next.view(L, B, N, A)
@@ -487,18 +501,17 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
         with torch.no_grad():
             if run.step < cfg.learning_starts:
                 if lay.discrete:
-                    idx = _gumbel_max(torch.zeros(E, N, A, device=cfg.device).masked_fill(~lay.act_mask, _NEG))
+                    a, env_a = _discrete_sample(
+                        torch.zeros(E, N, A, device=cfg.device).masked_fill(~lay.act_mask, _NEG), cfg)
                 else:
                     a = (torch.rand(E, N, A, device=cfg.device) * 2 - 1) * act_mask
             else:
                 out = policy_outputs(nets, obs, subs.current)
                 if lay.discrete:
-                    idx = _gumbel_max(out)  # a sample of π_i
+                    a, env_a = _discrete_sample(out, cfg)  # a sample of π_i
                 else:
                     a = ((out + cfg.noise_sigma * torch.randn_like(out)).clamp(-1.0, 1.0)) * act_mask
-            if lay.discrete:
-                a, env_a = _one_hot(idx, A), idx
-            else:
+            if not lay.discrete:
                 env_a = lay.low + (a + 1.0) * 0.5 * (lay.high - lay.low)
         st = envs.step(env_a.cpu().numpy())
         ended_for_good = st.done & (st.terminated | ~st.acted).all(1)
