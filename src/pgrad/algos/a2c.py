@@ -57,8 +57,9 @@ class Config(BaseConfig):
     """Learning rate α (for θ and w)."""
     anneal_lr: bool = False
     """Decay the learning rate linearly to 0 over the run."""
-    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
-    """Optimiser: RMSprop (A3C paper, SB3) or Adam."""
+    optimizer: Literal["rmsprop", "rmsprop_tf", "adam"] = "rmsprop"
+    """Optimiser: RMSprop (torch's, as SB3), rmsprop_tf (TensorFlow's, which the A2C/A3C reference code ran: ε inside
+    the root, square average starting at 1; core.optim.RMSpropTF) or Adam."""
     rms_alpha: float = 0.99
     """RMSprop smoothing constant."""
     opt_eps: float = 1e-5
@@ -72,7 +73,8 @@ class Config(BaseConfig):
     vf_coef: float = 0.5
     """Value loss coefficient."""
     ent_coef: float = 0.0
-    """Entropy bonus coefficient."""
+    """Entropy bonus coefficient (the A3C paper and its reference code used 0.01; 0 as SB3's default, which is
+    what the CartPole and Pendulum rows are checked with)."""
     max_grad_norm: float = 0.5
     """Clip the global gradient norm to this value."""
     norm_adv: bool = False
@@ -110,6 +112,8 @@ def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, torch.optim.Optimi
     params = list(nets["enc"].parameters()) + list(nets["pi"].parameters()) + list(nets["v"].parameters())
     if cfg.optimizer == "rmsprop":
         opt: torch.optim.Optimizer = optim.RMSprop(params, lr=cfg.lr, alpha=cfg.rms_alpha, eps=cfg.opt_eps)
+    elif cfg.optimizer == "rmsprop_tf":
+        opt = optim.RMSpropTF(params, lr=cfg.lr, alpha=cfg.rms_alpha, eps=cfg.opt_eps)
     else:
         opt = torch.optim.Adam(params, lr=cfg.lr, eps=cfg.opt_eps)
     return nets, opt

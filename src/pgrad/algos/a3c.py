@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from pgrad.config import BaseConfig
+from pgrad.core import optim
 from pgrad.core.encoders import make_encoder
 from pgrad.core.losses import actor_critic_loss
 from pgrad.core.nets import (
@@ -94,8 +95,9 @@ class Config(BaseConfig):
     """Learning rate α (for θ and w)."""
     anneal_lr: bool = False
     """Decay the learning rate linearly to 0 with the global step counter T."""
-    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
-    """Optimiser with shared statistics: RMSprop (the A3C paper's shared RMSProp) or Adam."""
+    optimizer: Literal["rmsprop", "rmsprop_tf", "adam"] = "rmsprop"
+    """Optimiser with shared statistics: RMSprop (the A3C paper's shared RMSProp, torch's form), rmsprop_tf
+    (TensorFlow's, as the paper's code ran it: ε inside the root, square average starting at 1) or Adam."""
     rms_alpha: float = 0.99
     """RMSprop smoothing constant."""
     opt_eps: float = 1e-5
@@ -107,7 +109,8 @@ class Config(BaseConfig):
     vf_coef: float = 0.5
     """Value loss coefficient."""
     ent_coef: float = 0.0
-    """Entropy bonus coefficient c2."""
+    """Entropy bonus coefficient c2 (the A3C paper used 0.01; 0 here as A2C's default, the CartPole row's
+    setting)."""
     max_grad_norm: float = 0.5
     """Clip each worker's gradient norm to this value."""
     hidden: tuple[int, ...] = (64, 64)
@@ -129,6 +132,8 @@ class Config(BaseConfig):
 def make_optimizer(cfg: Config, params: list[nn.Parameter]) -> torch.optim.Optimizer:
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.rms_alpha, eps=cfg.opt_eps)
+    if cfg.optimizer == "rmsprop_tf":
+        return optim.RMSpropTF(params, lr=cfg.lr, alpha=cfg.rms_alpha, eps=cfg.opt_eps)
     return torch.optim.Adam(params, lr=cfg.lr, eps=cfg.opt_eps)
 
 

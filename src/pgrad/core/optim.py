@@ -150,3 +150,41 @@ class RMSprop(_Lean, torch.optim.RMSprop):
         avg = torch._foreach_sqrt(square_avgs)
         torch._foreach_add_(avg, g["eps"])
         torch._foreach_addcdiv_(params, grads, avg, value=-g["lr"])
+
+
+class RMSpropTF(torch.optim.Optimizer):
+    """RMSprop as TensorFlow's RMSPropOptimizer computes it, which the A3C and A2C reference code ran:
+
+        v ← α v + (1 - α) g²,   θ ← θ - lr g / √(v + ε),   v starting at 1,
+
+    where torch.optim.RMSprop starts v at 0 and adds ε outside the root (θ ← θ - lr g / (√v + ε)). With ε = 1e-5
+    the two differ most in the first steps (a start at 0 divides the first gradients by |g|√(1 - α)) and where
+    g² is below ε. State: ``step`` and ``square_avg`` per parameter, as torch's RMSprop, so A3C can share it.
+    """
+
+    def __init__(self, params: Any, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-5):
+        super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps})
+
+    @staticmethod
+    def init_state(st: dict[str, Any], p: torch.Tensor) -> None:
+        st["step"] = torch.zeros((), dtype=torch.float32)
+        st["square_avg"] = torch.ones_like(p, memory_format=torch.preserve_format)
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if not st:
+                    self.init_state(st, p)
+                st["step"] += 1
+                v = st["square_avg"]
+                v.mul_(g["alpha"]).addcmul_(p.grad, p.grad, value=1 - g["alpha"])
+                p.addcdiv_(p.grad, (v + g["eps"]).sqrt_(), value=-g["lr"])
+        return loss

@@ -42,9 +42,16 @@ _ZEROS_LIKE = {
 def init_optimizer_state(opt: torch.optim.Optimizer) -> None:
     """Create the per-parameter state now, as the optimiser's first step would (zeros, step 0).
 
-    Supported: torch.optim.RMSprop and torch.optim.Adam (CPU, no fused/capturable). Creating it eagerly lets the
-    state be moved to shared memory before any worker starts.
+    Supported: torch.optim.RMSprop and torch.optim.Adam (CPU, no fused/capturable), and optimisers with an
+    ``init_state(state, p)`` (core.optim.RMSpropTF). Creating it eagerly lets the state be moved to shared memory
+    before any worker starts.
     """
+    if hasattr(opt, "init_state"):  # an optimiser that says how its state starts (core.optim.RMSpropTF: ones)
+        for group in opt.param_groups:
+            for p in group["params"]:
+                if not opt.state[p]:
+                    opt.init_state(opt.state[p], p)
+        return
     names = _ZEROS_LIKE.get(type(opt))
     if names is None:
         raise TypeError(f"shared optimiser state supports RMSprop and Adam, not {type(opt).__name__}")
