@@ -9,6 +9,7 @@ Equations (post notation) and the functions that compute them:
   (4) ∇_θ J = E[∇_a Q_w(s, a) ∇_θ μ_θ(s) |_{a=μ_θ(s)}]               core.losses.dpg_actor_loss
   (5) θ' ← τ θ + (1 - τ) θ',  w' ← τ w + (1 - τ) w'                 core.targets.polyak_update (one foreach lerp)
   (6) optional batch normalisation of the low-dimensional inputs    core.nets.DeterministicActor(batch_norm=True)
+      (with action_layer=2, the paper's critic: a joins Q at the second hidden layer, BN on all layers before it)
 
 Beyond the post:
 - actions live in [-1, 1] (μ = tanh(·)); noise is added there and clipped, then rescaled to the env's bounds;
@@ -24,6 +25,7 @@ Beyond the post:
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,10 +38,21 @@ from pgrad.core import optim
 from pgrad.core.distributions import GaussianNoise, OUNoise
 from pgrad.core.encoders import make_encoder
 from pgrad.core.losses import clipped_double_q_target, dpg_actor_loss, q_regression_loss
-from pgrad.core.nets import ActionBounds, Activation, DeterministicActor, Encoded, QNet, encoded, in_width
+from pgrad.core.nets import (
+    ACTIVATIONS,
+    ActionBounds,
+    Activation,
+    DeterministicActor,
+    Encoded,
+    QNet,
+    encoded,
+    in_width,
+    init_linear,
+)
 from pgrad.core.targets import frozen_copy, polyak_update
 from pgrad.data.replay import ReplayBuffer
 from pgrad.envs import EnvSpec, obs_torch_dtype
+from pgrad.errors import ConfigError
 
 SPACES = ("box",)
 
@@ -76,7 +89,11 @@ class Config(BaseConfig):
     """Mean reversion θ of the Ornstein-Uhlenbeck process."""
     batch_norm: bool = False
     """Batch-normalise the observation inputs of μ and Q (the paper's fix for features in different units;
-    vectors only)."""
+    vectors only); with action_layer=2 also Q's first hidden layer, all of Q before the action, as the paper."""
+    action_layer: Literal[1, 2] = 1
+    """Where a enters Q_w: 1, concatenated with s at the input (as SB3 and the TD3 code); 2, concatenated with the
+    first hidden layer's output, the paper's critic (Lillicrap et al., Sec. 7: "actions were not included until
+    the 2nd hidden layer of Q")."""
     hidden: tuple[int, ...] = (400, 300)
     """Hidden layer sizes of μ_θ and Q_w (on images, after each one's encoder)."""
     activation: Activation = "relu"
@@ -105,11 +122,30 @@ class Critic(nn.Module):
         return self.q(self.norm(obs), act)
 
 
+class PaperCritic(nn.Module):
+    """The paper's Q_w(s, a) -> [B]: s through the first hidden layer alone, a joining its output,
+    h = φ(W_1 BN(s)), Q = MLP([BN(h), a]); batch normalisation (6) on every layer before the action."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], activation: str, batch_norm: bool):
+        super().__init__()
+        if len(hidden) < 2:
+            raise ConfigError("action_layer=2 needs at least two hidden layers (the action joins the second)")
+        self.norm = nn.BatchNorm1d(obs_dim) if batch_norm else nn.Identity()  # (6)
+        self.first = nn.Sequential(init_linear(nn.Linear(obs_dim, hidden[0]), math.sqrt(2)),
+                                   ACTIVATIONS[activation]())
+        self.norm_h = nn.BatchNorm1d(hidden[0]) if batch_norm else nn.Identity()  # (6)
+        self.q = QNet(hidden[0], act_dim, hidden[1:], activation)
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return self.q(self.norm_h(self.first(self.norm(obs))), act)
+
+
 def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, dict[str, torch.optim.Optimizer]]:
     enc_mu, enc_q = make_encoder(spec, cfg.net), make_encoder(spec, cfg.net)  # None for vectors
     mu = encoded(enc_mu, DeterministicActor(in_width(spec, enc_mu), spec.act_dim, cfg.hidden, cfg.activation,
                                             cfg.batch_norm))
-    q = encoded(enc_q, Critic(in_width(spec, enc_q), spec.act_dim, cfg.hidden, cfg.activation, cfg.batch_norm))
+    critic = PaperCritic if cfg.action_layer == 2 else Critic
+    q = encoded(enc_q, critic(in_width(spec, enc_q), spec.act_dim, cfg.hidden, cfg.activation, cfg.batch_norm))
     nets = nn.ModuleDict({"mu": mu, "q": q, "mu_targ": frozen_copy(mu), "q_targ": frozen_copy(q),
                           "bounds": ActionBounds(spec)}).to(cfg.device)
     nets["mu_targ"].eval()
