@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from pgrad.algos import get_algo
-from pgrad.config import config_from_dict, make_config
+from pgrad.callbacks import RunState
+from pgrad.config import coerce, config_from_dict, field_types, make_config
 from pgrad.envs import (
     EnvLike,
     EnvSpec,
@@ -24,12 +25,12 @@ from pgrad.envs import (
     evaluation_factory,
     run_episodes,
 )
-from pgrad.errors import CheckpointError, ConfigError, EnvError, NumericsError, PgradError
+from pgrad.errors import CheckpointError, ConfigError, EnvError, Interrupted, NumericsError, PgradError
 from pgrad.run import Run, default_run_dir, load_checkpoint, save_checkpoint
 
 # Settings that may change when a run is resumed; everything else must stay as the run began.
 RESUMABLE_OVERRIDES = {"steps", "progress", "tensorboard", "eval_every", "eval_episodes", "checkpoint_every",
-                       "log_every", "threads", "select", "track", "on_nonfinite"}
+                       "log_every", "threads", "select", "track", "on_nonfinite", "stop_at"}
 
 
 @dataclass
@@ -48,6 +49,9 @@ class EvalResult:
 
 class Agent:
     """A trained policy: the algorithm's networks, its env spec and the frozen observation statistics."""
+
+    stop_reason: str | None = None  # set by train() when a callback (or stop_at) ended the run early
+    steps_trained: int | None = None  # set by train(): the run's env steps (whole batches: may pass ``steps``)
 
     def __init__(self, algo: str, cfg: Any, spec: EnvSpec, nets: torch.nn.Module,
                  obs_norm: dict[str, Any] | None, factory: Callable | None = None, run_dir: Path | None = None,
@@ -211,22 +215,39 @@ def _fmt(a: Any) -> str:
 
 
 def train(algo: str, env: EnvLike | None = None, *, steps: int | None = None, seed: int | None = None,
-          out: str | Path | None = None, resume: str | Path | None = None, **hparams: Any) -> Agent:
+          out: str | Path | None = None, resume: str | Path | None = None,
+          callbacks: Callable[[RunState], bool | None] | Sequence[Callable[[RunState], bool | None]] | None = None,
+          **hparams: Any) -> Agent:
     """Train ``algo`` on ``env`` and return the Agent (the best evaluated policy unless select='last').
 
     ``env`` is a Gymnasium id, a gymnasium.Env or a zero-argument factory. Keyword arguments are
     hyperparameters of the algorithm's Config (a preset for the env applies first; your values win).
-    ``resume`` continues the run in that directory from checkpoints/last.pt (``steps`` may be raised).
+    ``resume`` continues the run in that directory from checkpoints/last.pt (``steps`` may be raised; the other
+    arguments of the original call may be given again, equal to the saved values).
+    ``callbacks``: one or more ``cb(state) -> bool | None`` (pgrad.callbacks); False or StopTraining stops the run
+    cleanly, with a checkpoint, and the Agent is returned (``agent.stop_reason`` says why).
+
+    SIGINT (Ctrl-C) or SIGTERM stops the run after the current batch: checkpoints/last.pt is written, then
+    ``pgrad.Interrupted`` (a KeyboardInterrupt; ``.step``, ``.run_dir``, ``.signum``) is raised, never a return as
+    if training had finished; ``resume=run_dir`` continues it.
     """
     module, algo, cfg, factory, spec, run_dir, ckpt = prepare(algo, env, steps=steps, seed=seed, out=out,
                                                              resume=resume, **hparams)
     agent_cls = _env_api(module)[3]
-    run = Run(algo, module, cfg, factory, spec, run_dir, resume=ckpt)
+    cbs = [] if callbacks is None else [callbacks] if callable(callbacks) else list(callbacks)
+    for cb in cbs:
+        if not callable(cb):
+            raise ConfigError(f"callbacks must be callables taking a pgrad.callbacks.RunState, not {cb!r}")
+    run = Run(algo, module, cfg, factory, spec, run_dir, resume=ckpt, callbacks=cbs)
     try:
         nets = module.train(cfg, run)
         run.finish()
     except PgradError:
         raise
+    except KeyboardInterrupt:  # a second signal (or Ctrl-C before the handlers): the last complete checkpoint stands
+        import signal
+
+        raise Interrupted(run.dir, run.last_ckpt_step, run.stop_signal or signal.SIGINT, saved=False) from None
     except Exception as e:  # non-finite parameters surface elsewhere as a sampling or env error: name them
         bad = run.nonfinite_params()
         if bad:
@@ -239,11 +260,17 @@ def train(algo: str, env: EnvLike | None = None, *, steps: int | None = None, se
         raise
     finally:
         run.close()
+    if run.stop_signal is not None:
+        raise Interrupted(run.dir, run.last_ckpt_step, run.stop_signal)
     best = run.dir / "checkpoints" / "best.pt"
     if cfg.select == "best" and best.exists():
-        return _agent_from_checkpoint(load_checkpoint(best), factory, run.dir)
-    obs_norm = run.envs.obs_norm.state_dict() if run.envs is not None else None
-    return agent_cls(algo, cfg, spec, nets, obs_norm, factory, run.dir, run.step)
+        agent = _agent_from_checkpoint(load_checkpoint(best), factory, run.dir)
+    else:
+        obs_norm = run.envs.obs_norm.state_dict() if run.envs is not None else None
+        agent = agent_cls(algo, cfg, spec, nets, obs_norm, factory, run.dir, run.step)
+    agent.stop_reason = run.stop_reason
+    agent.steps_trained = run.step
+    return agent
 
 
 def prepare(algo: str, env: EnvLike | None = None, *, steps: int | None = None, seed: int | None = None,
@@ -270,13 +297,16 @@ def prepare(algo: str, env: EnvLike | None = None, *, steps: int | None = None, 
             raise CheckpointError(f"{run_dir} is a {saved['algo']} run, not {algo}; "
                                   f"resume it with `pgrad train {saved['algo']} --resume {run_dir}`")
         saved = {k: v for k, v in saved.items() if k != "algo"}
-        fixed = sorted(k.replace("-", "_") for k in overrides
-                       if k.replace("-", "_") not in RESUMABLE_OVERRIDES
-                       and saved.get(k.replace("-", "_")) != overrides[k])
-        if fixed:
-            raise ConfigError(f"cannot change {', '.join(fixed)} when resuming; only "
-                              f"{', '.join(sorted(RESUMABLE_OVERRIDES))} may change")
+        if out is not None and Path(out).resolve() != run_dir.resolve():
+            raise ConfigError(f"--out {out} and --resume {run_dir} name different directories; a resumed run "
+                              f"stays in its own: drop --out")
         base = config_from_dict(module.Config, saved)
+        changed = _changed_on_resume(module.Config, base, overrides)
+        fixed = sorted(k for k in changed if k not in RESUMABLE_OVERRIDES)
+        if fixed:
+            was = ", ".join(f"{k}={getattr(base, k)!r}" for k in fixed if hasattr(base, k))
+            raise ConfigError(f"cannot change {', '.join(fixed)} when resuming (the run has {was}); only "
+                              f"{', '.join(sorted(RESUMABLE_OVERRIDES))} may change")
         cfg = make_config(module.Config, algo, None, {**base.to_dict(), **overrides}, use_preset=False)
         factory, env_id = make_env(env if env is not None else cfg.env)
         trained_on = ckpt["env_id"] if ckpt is not None else cfg.env
@@ -300,6 +330,18 @@ def prepare(algo: str, env: EnvLike | None = None, *, steps: int | None = None, 
     if ckpt is not None:
         _check_same_spaces(spec_cls.from_dict(ckpt["spec"]), spec, str(run_dir))
     return module, algo, cfg, factory, spec, run_dir, ckpt
+
+
+def _changed_on_resume(cls: type, base: Any, overrides: dict[str, Any]) -> list[str]:
+    """Names of the overrides whose value differs from the resumed run's: a value equal to the saved one, as typed
+    on the command line again ("3" for 3, "64 64" for (64, 64)), is no change."""
+    tps, names = field_types(cls), cls.field_names()
+    changed = []
+    for key, value in overrides.items():
+        k = key.replace("-", "_")
+        if k in names and coerce(k, tps[k], value) != getattr(base, k):  # unknown names: make_config says so
+            changed.append(k)
+    return changed
 
 
 def _check_observations(spec: Any, algo: str, module: Any, cfg: Any) -> None:

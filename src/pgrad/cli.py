@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pgrad.errors import ConfigError, NumericsError, PgradError
+from pgrad.errors import ConfigError, Interrupted, NumericsError, PgradError
 
 # Extra subcommands: name -> (one-line help, main(argv) -> int). Modules add themselves here.
 COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {}
@@ -131,9 +131,29 @@ def _is_number(tok: str) -> bool:
 
 # ----------------------------------------------------------------------------- train
 TRAIN_USAGE = """usage: pgrad train ALGO ENV [--steps N] [--seed S] [--out DIR] [--resume DIR] [--KEY VALUE ...]
-       pgrad train --resume RUN_DIR [--steps N]
+       pgrad train ALGO --env ENV ...  the same
+       pgrad train --resume RUN_DIR [--steps N]   (or the original command with --resume RUN_DIR added)
        pgrad train ALGO --help        every hyperparameter of ALGO, with its docstring and default
+
+Ctrl-C or SIGTERM stops after the current update, writes a checkpoint, prints how to continue and exits 130 / 143.
+--stop-at RETURN stops once an evaluation reaches RETURN. --steps N runs whole batches (rollouts): the true count
+is printed and logged.
 """
+
+
+def _take(rest: list[str], flag: str) -> str | None:
+    """Remove ``flag VALUE`` or ``flag=VALUE`` from ``rest``; its value (None when absent)."""
+    for k, tok in enumerate(rest):
+        if tok == flag:
+            if k + 1 >= len(rest) or rest[k + 1].startswith("--"):
+                raise ConfigError(f"{flag} needs a value")
+            value = rest[k + 1]
+            del rest[k:k + 2]
+            return value
+        if tok.startswith(flag + "="):
+            del rest[k]
+            return tok[len(flag) + 1:]
+    return None
 
 
 def cmd_train(argv: list[str]) -> int:
@@ -155,30 +175,21 @@ def cmd_train(argv: list[str]) -> int:
     rest = list(argv)
     while rest and not rest[0].startswith("-") and len(positional) < 2:
         positional.append(rest.pop(0))
-    resume = None
-    if "--resume" in rest:
-        k = rest.index("--resume")
-        if k + 1 >= len(rest):
-            raise ConfigError("--resume needs a run directory")
-        resume = rest[k + 1]
-        del rest[k:k + 2]
-    out_dir = None
-    if "--out" in rest:  # the run directory is not a Config field: take it out before parsing hyperparameters
-        k = rest.index("--out")
-        if k + 1 >= len(rest):
-            raise ConfigError("--out needs a directory")
-        out_dir = rest[k + 1]
-        del rest[k:k + 2]
+    resume = _take(rest, "--resume")
+    out_dir = _take(rest, "--out")  # the run directory is not a Config field: out before parsing hyperparameters
+    env_flag = _take(rest, "--env")  # `pgrad train ALGO --env ID`, as well as the positional id
+    if env_flag is not None:
+        if len(positional) > 1 and positional[1] != env_flag:
+            raise ConfigError(f"two environments given: {positional[1]} and --env {env_flag}; give one")
+        if not positional:
+            if resume is None:
+                raise ConfigError(f"name an algorithm: pgrad train ALGO --env {env_flag} (see `pgrad list`)")
+            positional = [_saved_algo(resume)]
+        positional = [positional[0], env_flag]
     if not positional and resume is None:
         raise ConfigError("name an algorithm: pgrad train ALGO ENV (see `pgrad list`)")
     if not positional:
-        import yaml
-
-        cfg_path = Path(resume) / "config.yaml"
-        if not cfg_path.exists():
-            raise PgradError(f"{resume} is not a pgrad run directory (no config.yaml)")
-        saved = yaml.safe_load(cfg_path.read_text()) or {}
-        positional = [saved.get("algo", ""), saved.get("env", "")]
+        positional = [_saved_algo(resume), _saved_config(resume).get("env", "")]
     algo = positional[0]
     ALGOS[algo]  # unknown algorithm -> one-line error
     env_id = positional[1] if len(positional) > 1 else None
@@ -188,11 +199,13 @@ def cmd_train(argv: list[str]) -> int:
     if env_id is None and resume is None:
         raise ConfigError(f"name an environment: pgrad train {algo} ENV (e.g. CartPole-v1)")
     overrides = _parse_overrides(algo, rest)
-    if "env" in overrides:
-        raise ConfigError(f"give the environment as the second argument: pgrad train {algo} ENV, not --env")
     from pgrad.api import train
 
     agent = train(algo, env_id, resume=resume, out=overrides.pop("out", out_dir), **overrides)
+    if agent.stop_reason:
+        print(f"stopped at step {agent.steps_trained:,}: {agent.stop_reason}")
+    elif agent.steps_trained is not None and agent.steps_trained != agent.cfg.steps:
+        print(f"trained {agent.steps_trained:,} env steps (--steps {agent.cfg.steps:,}, run in whole batches)")
     res = agent.evaluate(episodes=20)
     print(f"evaluation ({'best' if agent.cfg.select == 'best' else 'last'} policy, 20 episodes, deterministic): "
           f"{res.mean_return:.2f} ± {res.std_return:.2f}" + (" per agent" if res.per_agent else ""))
@@ -202,6 +215,25 @@ def cmd_train(argv: list[str]) -> int:
     if agent.cfg.tensorboard:
         print(f"all metrics:    tensorboard --logdir {agent.run_dir}   (columns explained in docs/metrics.md)")
     return 0
+
+
+def _saved_config(run_dir: str) -> dict[str, Any]:
+    import yaml
+
+    cfg_path = Path(run_dir) / "config.yaml"
+    if not cfg_path.exists():
+        raise PgradError(f"{run_dir} is not a pgrad run directory (no config.yaml)")
+    try:
+        saved = yaml.safe_load(cfg_path.read_text()) or {}
+    except yaml.YAMLError:
+        saved = None
+    if not isinstance(saved, dict):
+        raise PgradError(f"{cfg_path} is not a pgrad config.yaml")
+    return saved
+
+
+def _saved_algo(run_dir: str) -> str:
+    return str(_saved_config(run_dir).get("algo", ""))
 
 
 # ----------------------------------------------------------------------------- eval, plot, list
@@ -334,6 +366,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = " ".join(str(e).split())
         print(f"pgrad: error: {msg}", file=sys.stderr)
         return 2
+    except Interrupted as e:  # SIGINT / SIGTERM during training: the checkpoint is written (or the last one kept)
+        print(e, file=sys.stderr, flush=True)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("pgrad: interrupted", file=sys.stderr)
         return 130

@@ -37,7 +37,9 @@ class BaseConfig:
     env: str = "CartPole-v1"
     """Gymnasium environment id (or a description of the env object the API was given)."""
     steps: int = 100_000
-    """Total environment steps, summed over parallel envs and workers."""
+    """Total environment steps, summed over parallel envs and workers. Training runs in whole batches (a rollout of
+    n_steps x num_envs, or one step of every env), so it stops at the first batch that reaches this count; the true
+    count is logged (run.log, progress.csv)."""
     seed: int = 0
     """Random seed: the same seed and config on the same machine give the same loss trace."""
     num_envs: int = 1
@@ -64,8 +66,11 @@ class BaseConfig:
     """Evaluate the deterministic policy every this many env steps (0: only at the end)."""
     eval_episodes: int = 10
     """Episodes per periodic evaluation (run in parallel on a separate env)."""
+    stop_at: float | None = None
+    """Stop the run once an evaluation's mean return reaches this (a final checkpoint is written; None: train for
+    all the steps). Needs eval_every > 0 to stop before the end."""
     checkpoint_every: int = 50_000
-    """Write checkpoints/last.pt every this many env steps (always at the end and on Ctrl-C)."""
+    """Write checkpoints/last.pt every this many env steps (always at the end, and on Ctrl-C or SIGTERM)."""
     log_every: int = 0
     """Write a progress.csv row every this many env steps (0: about 200 rows per run)."""
     select: Literal["best", "last"] = "best"
@@ -90,6 +95,7 @@ class BaseConfig:
         "clip_obs": "(0, inf)",
         "eval_every": "[0, inf)",
         "eval_episodes": "[1, inf)",
+        "stop_at": "(-inf, inf)",
         "checkpoint_every": "[0, inf)",
         "log_every": "[0, inf)",
     }
@@ -161,7 +167,8 @@ class BaseConfig:
     def _check_cross_fields(self) -> None:
         """Checks between fields, by name, for every Config that has them (each range alone cannot see these)."""
         for lo, hi in (("v_min", "v_max"), ("log_std_min", "log_std_max")):
-            if hasattr(self, lo) and hasattr(self, hi) and not getattr(self, lo) < getattr(self, hi):
+            a, b = getattr(self, lo, None), getattr(self, hi, None)
+            if a is not None and b is not None and not a < b:  # None: derived later (D4PG's support)
                 raise ConfigError(f"{lo}={getattr(self, lo)!r} must be below {hi}={getattr(self, hi)!r}")
         size = getattr(self, "buffer_size", None)
         if size is None or getattr(self, "replay", True) is False:

@@ -7,11 +7,14 @@ An algorithm's ``train(cfg, run)`` calls, in order:
     run.track(nets=nets, opt=opt, ...)  # what checkpoints hold; loaded here when resuming
     while run.step < cfg.steps:
         ... collect, update ...
-        if not run.advance(steps, metrics):   # logs, evaluates, checkpoints; False after Ctrl-C
+        if not run.advance(steps, metrics):   # logs, evaluates, checkpoints; False once the run must stop
             break
     return nets
 
-Helpers, not a callback framework. The layout of a run directory:
+Helpers, not a callback framework: the user's callbacks (pgrad.callbacks) are called from ``advance``, ``evaluate_now``
+and ``save``, so no algorithm knows of them. A run stops early when a callback says so or on SIGINT / SIGTERM: the
+loop ends after the current batch, ``finish`` writes last.pt, and ``pgrad.train`` raises ``pgrad.Interrupted`` (a
+KeyboardInterrupt) for a signal. The layout of a run directory:
 
     config.yaml  progress.csv  evaluations.csv  events.out.tfevents.*  run.log  curve.png
     checkpoints/last.pt  checkpoints/best.pt
@@ -22,6 +25,7 @@ from __future__ import annotations
 import collections
 import csv
 import datetime as _dt
+import errno
 import hashlib
 import io
 import math
@@ -31,7 +35,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +43,10 @@ import numpy as np
 import torch
 import yaml
 
+from pgrad.callbacks import RunState, StopAtReturn, StopTraining
 from pgrad.config import BaseConfig
 from pgrad.envs import EnvSpec, VecEnv, evaluation_factory, run_episodes
-from pgrad.errors import CheckpointError, NumericsError
+from pgrad.errors import CheckpointError, NumericsError, PgradError
 
 FORMAT_VERSION = 2  # 2: EnvSpec has obs_shape, obs_dtype and obs_hwc (defaults make version-1 files load)
 _MAGIC = b"PGRADCK1"
@@ -96,29 +101,55 @@ def save_checkpoint(path: str | Path, obj: dict[str, Any]) -> None:
     leaves either the previous complete file or the new complete file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w+b") as f:
-        # the payload streams to the file (a large replay is not copied in memory first), then is hashed back
-        f.write(_MAGIC + bytes(32))
-        torch.save(obj, _Offset(f, len(_MAGIC) + 32))
-        f.seek(len(_MAGIC) + 32)
-        digest = hashlib.sha256()
-        while chunk := f.read(1 << 24):
-            digest.update(chunk)
-        f.seek(len(_MAGIC))
-        f.write(digest.digest())
-        f.flush()
-        os.fsync(f.fileno())
-    if before_commit is not None:
-        before_commit(tmp, path)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w+b") as f:
+            # the payload streams to the file (a large replay is not copied in memory first), then is hashed back
+            f.write(_MAGIC + bytes(32))
+            torch.save(obj, _Offset(f, len(_MAGIC) + 32))
+            f.seek(len(_MAGIC) + 32)
+            digest = hashlib.sha256()
+            while chunk := f.read(1 << 24):
+                digest.update(chunk)
+            f.seek(len(_MAGIC))
+            f.write(digest.digest())
+            f.flush()
+            os.fsync(f.fileno())
+        if before_commit is not None:
+            before_commit(tmp, path)
+        os.replace(tmp, path)
+    except BaseException as e:  # a full disk, a second Ctrl-C: the old file stays, the temp file goes
+        tmp.unlink(missing_ok=True)
+        os_error = _os_error_in(e)
+        if os_error is not None and not isinstance(e, CheckpointError):
+            raise CheckpointError(f"cannot write {path}: {_os_reason(os_error)}") from e
+        raise
     try:
         dfd = os.open(path.parent, os.O_RDONLY)
         os.fsync(dfd)
         os.close(dfd)
     except OSError:
         pass
+
+
+def _os_error_in(e: BaseException) -> OSError | None:
+    """The OSError behind ``e``: itself, or the one torch.save's RuntimeError was raised while handling."""
+    seen = 0
+    while e is not None and seen < 5:
+        if isinstance(e, OSError):
+            return e
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
+
+
+def _os_reason(e: OSError) -> str:
+    """A failed write in words, with what to do."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on the device (free some space)"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "permission denied (make the directory writable or choose another)"
+    return e.strerror or str(e)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -171,12 +202,22 @@ class Run:
     """One training run: its directory, logs, evaluation, checkpoints and progress display."""
 
     def __init__(self, algo: str, module: Any, cfg: BaseConfig, factory: Callable, spec: EnvSpec,
-                 directory: Path, resume: dict[str, Any] | None = None):
+                 directory: Path, resume: dict[str, Any] | None = None,
+                 callbacks: Sequence[Callable[[RunState], bool | None]] = ()):
         self.algo, self.module, self.cfg, self.factory, self.spec = algo, module, cfg, factory, spec
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "checkpoints").mkdir(exist_ok=True)
+        try:
+            (self.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise PgradError(f"cannot create the run directory {self.dir}: {_os_reason(e)}; "
+                             "choose another with --out") from None
         self._resume = resume
+        self.callbacks = list(callbacks)
+        if getattr(cfg, "stop_at", None) is not None:
+            self.callbacks.append(StopAtReturn(cfg.stop_at))
+        self.stop_reason: str | None = None  # why a callback stopped the run
+        self.stop_signal: int | None = None  # SIGINT or SIGTERM, once one has asked the run to stop
+        self._last_eval_step: int | None = None
         self.step = 0
         self.updates = 0
         self.episodes = 0
@@ -198,7 +239,7 @@ class Run:
         self._csv_keys: list[str] | None = None
         self._tb = None
         self._bar = None
-        self._prev_sigint = None
+        self._prev_handlers: dict[int, Any] = {}
 
         torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed)
@@ -221,13 +262,35 @@ class Run:
             _remove_stale_temp_files(self.dir / "checkpoints")
             self._truncate_csv("progress.csv", self.step)
             self._truncate_csv("evaluations.csv", self.step)
-            self.log_event(f"resumed at step {self.step}")
+            before = resume["config"].get("steps")
+            self._write_config()  # the settings a resume may change (steps above all) as they now are
+            self.log_event(f"resumed at step {self.step}"
+                           + (f" (steps {before} -> {cfg.steps})" if before not in (None, cfg.steps) else ""))
         else:
-            with open(self.dir / "config.yaml", "w") as f:
-                yaml.safe_dump({"algo": algo, **cfg.to_dict()}, f, sort_keys=False)
+            self._write_config()
             self.log_event(f"started {algo} on {spec.env_id} for {cfg.steps} steps (seed {cfg.seed})")
         self._t0 = time.perf_counter()
         self._step0 = self.step
+        self._install_signal_handlers()
+
+    def _write_config(self) -> None:
+        """config.yaml: the algorithm and every Config value (keys it does not know are kept), replaced atomically."""
+        path = self.dir / "config.yaml"
+        old: dict[str, Any] = {}
+        if path.exists():
+            try:
+                loaded = yaml.safe_load(path.read_text())
+                old = loaded if isinstance(loaded, dict) else {}
+            except yaml.YAMLError:
+                pass
+        tmp = path.with_name(f".config.yaml.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "w") as f:
+                yaml.safe_dump({**old, "algo": self.algo, **self.cfg.to_dict()}, f, sort_keys=False)
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise PgradError(f"cannot write {path}: {_os_reason(e)}; choose another directory with --out") from None
 
     # ---------------------------------------------------------------- setup used by algorithms
     def make_envs(self, num_envs: int | None = None, gamma: float | None = None) -> VecEnv:
@@ -262,7 +325,6 @@ class Run:
             set_rng_state(self._resume["train"]["rng"])
         if getattr(self.cfg, "on_nonfinite", "stop") == "skip":
             self._guard_optimizers()
-        self._install_sigint()
         self._start_progress()
         if self._resume is None:
             self.save()  # step 0: a run killed at any later instant has a checkpoint to resume from
@@ -271,7 +333,8 @@ class Run:
     def advance(self, steps: int, metrics: dict[str, torch.Tensor] | None = None, updates: int = 1) -> bool:
         """Count ``steps`` env steps and ``updates`` updates, then log, evaluate and checkpoint when due.
 
-        Returns False when the run should stop (Ctrl-C): the algorithm breaks out of its loop.
+        Calls the callbacks ("step", then "update" when ``updates`` > 0, "eval", "checkpoint"). Returns False when the
+        run should stop (a callback, SIGINT or SIGTERM): the algorithm breaks out of its loop.
         """
         self.step += steps
         self.updates += updates
@@ -289,6 +352,10 @@ class Run:
                 raise NumericsError(f"non-finite {', '.join(bad)} at step {self.step} (update {self.updates}); "
                                     + self._numerics_advice())
             self._pending = dict(zip(metrics.keys(), vals))  # "skip": NaN stays visible in the logs
+        if self.callbacks:
+            self._notify("step")
+            if updates > 0:
+                self._notify("update")
         due_ckpt = self.step >= self.next_ckpt and self.step < self.cfg.steps
         if self.step >= self.next_log or due_ckpt or (self.step >= self.next_eval and self.step < self.cfg.steps):
             self.check_finite()
@@ -307,6 +374,8 @@ class Run:
                 self.next_ckpt += self.cfg.checkpoint_every
             self.save()
         self._update_progress()
+        if self._prev_handlers:
+            self._keep_signal_handlers()
         return not self.stop_requested
 
     def record_episodes(self, episodes: list[tuple[float, int]]) -> None:
@@ -349,10 +418,14 @@ class Run:
             self._tb.add_scalar("eval/mean_return", mean, self.step)
             for k, v in extra.items():
                 self._tb.add_scalar(f"eval/{k}", v, self.step)
-        if mean >= self.best_eval:
+        new_best = mean >= self.best_eval
+        if new_best:
             self.best_eval = mean
-            save_checkpoint(self.dir / "checkpoints" / "best.pt", self._policy_payload(eval_return=mean))
+            self._save_or_explain(self.dir / "checkpoints" / "best.pt", self._policy_payload(eval_return=mean))
+        self._last_eval_step = self.step
         self.log_event(f"step {self.step}: evaluation {mean:.2f} ± {std:.2f} over {len(rets)} episodes")
+        if self.callbacks:
+            self._notify("eval", new_best=new_best)
         return mean
 
     # ---------------------------------------------------------------- checkpoints
@@ -384,9 +457,52 @@ class Run:
         if payload["train"]["envs"] is None:
             del payload["train"]["envs"]
         path = self.dir / "checkpoints" / "last.pt"
-        save_checkpoint(path, payload)
+        self._save_or_explain(path, payload)
         self.last_ckpt_step = self.step
+        if self._tb is not None:
+            self._tb.flush()  # the events up to the checkpoint are on disk: a resumed run does not write them again
+        if self.callbacks:
+            self._notify("checkpoint", checkpoint=path)
         return path
+
+    def _save_or_explain(self, path: Path, payload: dict[str, Any]) -> None:
+        """save_checkpoint, its one-line error completed with the checkpoint kept and how to continue."""
+        try:
+            save_checkpoint(path, payload)
+        except CheckpointError as e:
+            last = self.dir / "checkpoints" / "last.pt"
+            kept = f"last good checkpoint kept: {last} (step {self.last_ckpt_step})" \
+                if self.last_ckpt_step is not None else "no checkpoint was written"
+            raise CheckpointError(f"{e}; {kept}; then continue with: pgrad train --resume {self.dir}") from e
+
+    # ---------------------------------------------------------------- callbacks
+    def state(self, event: str, new_best: bool = False, checkpoint: Path | None = None) -> RunState:
+        """A snapshot of the counters for the callbacks."""
+        return RunState(
+            event=event, step=self.step, total_steps=self.cfg.steps, updates=self.updates, episodes=self.episodes,
+            train_return=float(np.mean(self.recent)) if self.recent else None, eval_return=self.last_eval,
+            best_eval=self.best_eval if self.best_eval > -math.inf else None, new_best=new_best,
+            metrics=dict(self._pending), run_dir=self.dir, checkpoint=checkpoint, nets=self.nets, _run=self)
+
+    def _notify(self, event: str, **extra: Any) -> None:
+        """Call every callback; False or StopTraining asks the run to stop (at the end of this batch)."""
+        st = self.state(event, **extra)
+        for cb in self.callbacks:
+            try:
+                keep_going = cb(st)
+            except StopTraining as e:
+                self.request_stop(str(e) or f"{_name(cb)} raised StopTraining at {event}")
+                continue
+            if keep_going is False:
+                self.request_stop(f"{_name(cb)} returned False at {event}")
+
+    def request_stop(self, reason: str) -> None:
+        """Stop the run at the end of the current batch, then evaluate (unless done at this step) and save."""
+        if self.stop_requested:
+            return
+        self.stop_requested = True
+        self.stop_reason = reason
+        self.log_event(f"step {self.step}: stopping: {reason}")
 
     # ---------------------------------------------------------------- numerics
     def nonfinite_params(self) -> list[str]:
@@ -505,7 +621,9 @@ class Run:
                 self._wandb = start_wandb(self)  # before the SummaryWriter: W&B syncs its event files
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(str(self.dir), purge_step=self.step if self._resume else None)
+            # TensorBoard drops the events at steps >= purge_step: those a killed run wrote after its checkpoint.
+            # The events at the checkpoint's own step were written before it and are not written again: kept.
+            self._tb = SummaryWriter(str(self.dir), purge_step=self.step + 1 if self._resume else None)
         if not self.cfg.progress:
             return
         self._tty = sys.stdout.isatty()
@@ -543,20 +661,39 @@ class Run:
                   f"{sps} steps/s  train return {ret}  eval return {ev}", flush=True)
             self._next_line = self.step + max(1, self.cfg.steps // 10)
 
-    # ---------------------------------------------------------------- Ctrl-C
-    def _install_sigint(self) -> None:
+    # ---------------------------------------------------------------- SIGINT, SIGTERM
+    def _install_signal_handlers(self) -> None:
+        """SIGINT (Ctrl-C) and SIGTERM (``kill``, ``timeout``, a cluster scheduler) stop the run after the current
+        batch, with a checkpoint; a second one abandons the batch (KeyboardInterrupt: last.pt stays as it was).
+        Main thread only (Python delivers signals there). Worker processes are stopped by their pools, which the
+        algorithm closes when its loop ends."""
         if threading.current_thread() is not threading.main_thread():
             return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._prev_handlers[signum] = signal.signal(signum, self._on_signal)
 
-        def handler(signum: int, frame: Any) -> None:
-            if self.stop_requested:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-                raise KeyboardInterrupt
-            self.stop_requested = True
-            print("\npgrad: stopping after this update and saving a checkpoint (Ctrl-C again to abort)",
-                  file=sys.stderr, flush=True)
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.stop_signal is not None:
+            self._restore_signal_handlers()
+            raise KeyboardInterrupt(f"second {name}: the update under way was abandoned")
+        self.stop_signal = signum
+        self.stop_requested = True
+        again = "Ctrl-C" if signum == signal.SIGINT else name
+        print(f"\npgrad: {name}: stopping after this update and saving a checkpoint ({again} again to abort)",
+              file=sys.stderr, flush=True)
 
-        self._prev_sigint = signal.signal(signal.SIGINT, handler)
+    def _keep_signal_handlers(self) -> None:
+        """Take the signals back from a library started inside the loop: ray.init makes SIGTERM exit at once
+        (sys.exit), which would lose the update and the checkpoint; the loop's end shuts Ray down instead."""
+        for signum in self._prev_handlers:
+            if signal.getsignal(signum) != self._on_signal:
+                signal.signal(signum, self._on_signal)
+
+    def _restore_signal_handlers(self) -> None:
+        for signum, prev in self._prev_handlers.items():
+            signal.signal(signum, prev if prev is not None else signal.SIG_DFL)
+        self._prev_handlers = {}
 
     # ---------------------------------------------------------------- the end
     def finish(self) -> dict[str, Any]:
@@ -564,7 +701,8 @@ class Run:
         self.train_seconds = time.perf_counter() - self._t0
         if self._pending_row_due():
             self._log_row()  # the last row's time is the training loop alone (benchmarks read it)
-        if self.nets is not None and not self.stop_requested:
+        # a signal ends the run at once; a callback's stop still evaluates the policy it leaves (once per step)
+        if self.nets is not None and self.stop_signal is None and self._last_eval_step != self.step:
             self.evaluate_now()
             if self.cfg.eval_every > 0:  # this evaluation stands for the one due now: a resumed run skips it
                 while self.next_eval <= self.step:
@@ -578,8 +716,11 @@ class Run:
             plot_runs([self.dir], self.dir / "curve.png")
         except Exception as e:  # noqa: BLE001 - a plot failure must never lose a run
             self.log_event(f"curve.png not written: {e}")
-        self.log_event(f"finished at step {self.step} after {self.train_seconds:.1f}s of training"
-                       + (" (interrupted)" if self.stop_requested else ""))
+        rounded = f" ({self.cfg.steps} asked: whole batches of env steps)" \
+            if self.step > self.cfg.steps and not self.stop_requested else ""
+        self.log_event(f"finished at step {self.step}{rounded} after {self.train_seconds:.1f}s of training"
+                       + (f" (interrupted by {signal.Signals(self.stop_signal).name})" if self.stop_signal
+                          else f" (stopped: {self.stop_reason})" if self.stop_reason else ""))
         return {"step": self.step, "last_eval": self.last_eval, "best_eval": self.best_eval}
 
     def _pending_row_due(self) -> bool:
@@ -600,11 +741,13 @@ class Run:
         if getattr(self, "_wandb", None) is not None:
             self._wandb.finish()
             self._wandb = None
-        if self._prev_sigint is not None:
-            signal.signal(signal.SIGINT, self._prev_sigint)
-            self._prev_sigint = None
+        self._restore_signal_handlers()
         if self.envs is not None:
             self.envs.close()
+
+
+def _name(cb: Any) -> str:
+    return getattr(cb, "__name__", type(cb).__name__)
 
 
 def _remove_stale_temp_files(ckpt_dir: Path) -> None:
