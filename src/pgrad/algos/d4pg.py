@@ -12,8 +12,8 @@ Equations (post notation) and the functions that compute them:
   (4) ∇_θ J ≈ E[∇_a E[Z_w(s, a)] ∇_θ μ_θ(s) |_{a=μ_θ(s)}]                       core.losses.dpg_actor_loss
   (5) K actors with their own exploration noise μ_θ(s) + 𝒩_k feed one replay;
       they receive the learner's published weights                  parallel.actors (processes), parallel.ray_actors
-  (6) prioritised replay: P(i) ∝ p_i^α, weights (R P(i))^-β (β annealed to 1), p_i ← the sample's loss
-                                                                           data.replay.PrioritizedReplayBuffer
+  (6) prioritised replay: P(i) ∝ p_i^α, weights (R P(i))^-β (β annealed to 1),
+      p_i ← D_KL(Φ𝒯Z_w' ‖ Z_w(s_i, a_i))             data.replay.PrioritizedReplayBuffer, core.losses.categorical_kl
   (7) θ' ← τ θ + (1 - τ) θ', w' ← τ w + (1 - τ) w'                               core.targets.polyak_update
 
 Beyond the post:
@@ -22,8 +22,20 @@ Beyond the post:
   restarted if they die) or K Ray actors (``backend = ray``). The learner does ``replay_ratio`` updates per env
   step received, and bounded channels stop actors from running more than ``queue_size`` chunks ahead;
 - actors act uniformly at random until the learner's first publication (after ``learning_starts`` steps);
-- soft target updates (the paper copied the targets every 100 steps); priorities are the per-sample
-  cross-entropy; importance weights are normalised by their batch maximum;
+- soft target updates (the paper copied the targets every 100 steps); importance weights are normalised by their
+  batch maximum;
+- priorities: the paper's Algorithm 1 (the post's Fig. 4) samples "from replay with priority p_i" and weights the
+  critic's loss by (R p_i)^-1, but writes no rule for updating p_i (Acme's D4PG samples uniformly). pgrad takes
+  Rainbow's rule for a distributional critic (Hessel et al., 2018): p_i ← D_KL(Φ𝒯Z_w' ‖ Z_w(s_i, a_i)), "since
+  this is what the algorithm is minimizing". The cross-entropy of (3) has the same gradient but adds the target's
+  entropy H(m), which stays when Z_w fits (a spread target, one return split between two atoms);
+- the support [v_min, v_max]: yours or a preset's; where neither sets an end (None), it is derived once, at the
+  first update, from the n-step rewards R_i = Σ_{n<N} γ^n r_n of the random warm-up in the replay, as r/(1-γ) at
+  each window's discounted mean reward (R_i / (1 - γ^N)) with margin 2 and 0 inside (an episode can end):
+  v_min = 2 min(0, min_i R_i / (1 - γ^N)), v_max = 2 max(0, max_i R_i / (1 - γ^N)), [-1, 1] if all R_i = 0.
+  run.log states it, checkpoints keep it. ``edge_mass`` logs the target's mass on the two edge atoms,
+  ``clipped_mass`` the share clipped onto them from outside; a warning, once, when ``clipped_mass`` > 0.1 (edge mass
+  alone can be right: Pendulum's best values sit on its exact bound v_max = 0);
 - N-step windows stop at episode ends: bootstrapping through truncation (true final s'), never termination;
 - image observations: μ and Z each own an encoder (the CNN of ``--net``); the targets and the actors' copies of μ
   carry theirs; frames stay uint8 (or bool) in the actors' local replay, their chunks and the learner's replay;
@@ -33,6 +45,7 @@ Beyond the post:
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -44,7 +57,14 @@ from torch import nn
 from pgrad.config import BaseConfig
 from pgrad.core import optim
 from pgrad.core.encoders import make_encoder
-from pgrad.core.losses import categorical_loss, categorical_mean, categorical_projection, dpg_actor_loss
+from pgrad.core.losses import (
+    categorical_clipped_mass,
+    categorical_kl,
+    categorical_loss,
+    categorical_mean,
+    categorical_projection,
+    dpg_actor_loss,
+)
 from pgrad.core.nets import (
     ActionBounds,
     Activation,
@@ -77,10 +97,11 @@ class Config(BaseConfig):
     """N of the N-step return (the paper: 5)."""
     n_atoms: int = 51
     """Atoms M of the categorical critic."""
-    v_min: float = -150.0
-    """Smallest atom z_0 (returns below are clipped onto it)."""
-    v_max: float = 150.0
-    """Largest atom z_{M-1}."""
+    v_min: float | None = None
+    """Smallest atom z_0; returns below are clipped onto it (None: derived from the warm-up's rewards, see v_max)."""
+    v_max: float | None = None
+    """Largest atom z_{M-1} (None: derived at the first update from the random warm-up's n-step rewards R_i as
+    2 max(0, max_i R_i / (1 - γ^N)), and v_min as 2 min(0, min_i R_i / (1 - γ^N)), i.e. r/(1-γ) with margin 2)."""
     buffer_size: int = 1_000_000
     """Replay capacity R in transitions."""
     batch_size: int = 256
@@ -125,10 +146,20 @@ class Config(BaseConfig):
         "v_min": "(-inf, inf)", "v_max": "(-inf, inf)",
     }
 
+    def _check_cross_fields(self) -> None:
+        """v_min < v_max where both are set; an end left None is derived (and checked) in train, which needs γ < 1."""
+        if (self.v_min is None or self.v_max is None) and self.gamma == 1.0:
+            raise ConfigError("gamma=1 bounds no return by r/(1-γ), from which v_min/v_max are derived: set both")
+        super()._check_cross_fields()
+
+
+MARGIN = 2.0
+"""A derived support reaches MARGIN times the largest warm-up value estimate R_i / (1 - γ^N) on each side of 0."""
+CLIP_WARN = 0.1
+"""Warn once when more than this share of the target's mass is clipped onto the edge atoms."""
+
 
 def build(cfg: Config, spec: EnvSpec) -> tuple[nn.ModuleDict, dict[str, torch.optim.Optimizer]]:
-    if not cfg.v_min < cfg.v_max:
-        raise ConfigError(f"v_min={cfg.v_min} must be below v_max={cfg.v_max}")
     enc_mu, enc_z = make_encoder(spec, cfg.net), make_encoder(spec, cfg.net)  # None for vectors
     mu = encoded(enc_mu, DeterministicActor(in_width(spec, enc_mu), spec.act_dim, cfg.hidden, cfg.activation))
     z = encoded(enc_z, CategoricalQ(in_width(spec, enc_z), spec.act_dim, cfg.n_atoms, cfg.hidden, cfg.activation))
@@ -148,13 +179,15 @@ def act(nets: nn.ModuleDict, obs: torch.Tensor, deterministic: bool) -> np.ndarr
 def update(nets: nn.ModuleDict, opt: dict[str, torch.optim.Optimizer], b: dict[str, torch.Tensor],
            atoms: torch.Tensor, cfg: Config) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One step of the critic, then of the actor, then the targets. Returns the metrics and the per-sample
-    cross-entropy (the new priorities)."""
+    D_KL(Φ𝒯Z_w' ‖ Z_w(s, a)) before the step (the new priorities)."""
     mu, z = nets["mu"], nets["z"]
     with torch.no_grad():
         p_next = torch.softmax(nets["z_targ"](b["next_obs"], nets["mu_targ"](b["next_obs"])), -1)
         m = categorical_projection(b["rewards"], b["gamma_n"], p_next, atoms)  # (2)
+        clipped = categorical_clipped_mass(b["rewards"], b["gamma_n"], p_next, atoms).mean()
     logits = z(b["obs"], b["actions"])
-    z_loss, ce = categorical_loss(logits, m, b.get("weights"))  # (3), (6)
+    z_loss, _ = categorical_loss(logits, m, b.get("weights"))  # (3), (6)
+    kl = categorical_kl(logits, m)  # (6) the priorities
     opt["z"].zero_grad(set_to_none=True)
     z_loss.backward()
     opt["z"].step()
@@ -168,7 +201,37 @@ def update(nets: nn.ModuleDict, opt: dict[str, torch.optim.Optimizer], b: dict[s
     polyak_update(nets["mu_targ"], mu, cfg.tau)  # (7)
     polyak_update(nets["z_targ"], z, cfg.tau)
     q = categorical_mean(logits.detach(), atoms).mean()
-    return {"loss/critic": z_loss.detach(), "loss/actor": pi_loss.detach(), "q": q}, ce
+    edge = (m[:, 0] + m[:, -1]).mean()  # the target's mass on z_0 and z_{M-1}
+    return {"loss/critic": z_loss.detach(), "loss/actor": pi_loss.detach(), "q": q, "edge_mass": edge,
+            "clipped_mass": clipped}, kl
+
+
+def learn(nets: nn.ModuleDict, opt: dict[str, torch.optim.Optimizer], replay: ReplayBuffer, atoms: torch.Tensor,
+          cfg: Config, beta: float) -> dict[str, torch.Tensor]:
+    """Sample a minibatch (prioritised with exponent β, or uniformly), update, and write its priorities back."""
+    b = replay.sample(cfg.batch_size, beta) if cfg.prioritized else replay.sample(cfg.batch_size)
+    metrics, kl = update(nets, opt, b, atoms, cfg)
+    if cfg.prioritized:
+        replay.update_priorities(b["index"], kl)  # (6) p_i ← D_KL(Φ𝒯Z_w' ‖ Z_w(s_i, a_i))
+    return metrics
+
+
+def derive_support(R: torch.Tensor, gamma: float, n_step: int, v_min: float | None = None,
+                   v_max: float | None = None) -> tuple[float, float]:
+    """[v_min, v_max] from the n-step rewards R [n] = Σ_{k<N} γ^k r_k of the random warm-up (module docstring):
+    v_min = MARGIN min(0, min_i R_i / (1 - γ^N)), v_max = MARGIN max(0, max_i R_i / (1 - γ^N)), R_i / (1 - γ^N)
+    being r̄_i / (1 - γ) at the window's discounted mean reward r̄_i; [-1, 1] if that is a point (only zeros).
+    An end given (by the user or a preset) is kept."""
+    v = R.detach().double().flatten() / (1.0 - gamma ** n_step)
+    lo = MARGIN * min(0.0, float(v.min())) if v.numel() else 0.0
+    hi = MARGIN * max(0.0, float(v.max())) if v.numel() else 0.0
+    if lo == hi:
+        lo, hi = -1.0, 1.0
+    lo, hi = (lo if v_min is None else v_min), (hi if v_max is None else v_max)
+    if not lo < hi:
+        raise ConfigError(f"the support [v_min, v_max] = [{lo:g}, {hi:g}] is empty (one end set, the other derived "
+                          "from the warm-up's rewards): set both v_min and v_max")
+    return lo, hi
 
 
 def z_of_actor(z: nn.Module, obs: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -202,16 +265,46 @@ def make_pool(backend: str, spec: ActorSpec, num_actors: int, queue_size: int = 
 
 
 class LearnerState:
-    """Counters that a resumed run needs: fractional updates owed and updates done."""
+    """What a resumed run needs beyond the tracked objects: fractional updates owed, updates done, and the support
+    [v_min, v_max] once derived (None before)."""
 
     def __init__(self) -> None:
         self.owed, self.updates = 0.0, 0
+        self.support: tuple[float, float] | None = None
 
-    def state_dict(self) -> dict[str, float]:
-        return {"owed": self.owed, "updates": self.updates}
+    def state_dict(self) -> dict[str, Any]:
+        return {"owed": self.owed, "updates": self.updates, "support": self.support}
 
-    def load_state_dict(self, d: dict[str, float]) -> None:
+    def load_state_dict(self, d: dict[str, Any]) -> None:
         self.owed, self.updates = float(d["owed"]), int(d["updates"])
+        support = d.get("support")  # absent in checkpoints of runs whose config fixed the support
+        self.support = None if support is None else (float(support[0]), float(support[1]))
+
+
+def support_atoms(cfg: Config, state: LearnerState, replay: ReplayBuffer, run: Any) -> torch.Tensor:
+    """The atoms z_i on [v_min, v_max]: the config's where it sets both ends, else the range derived from the warm-up
+    transitions in the replay at the first update (kept in ``state`` for resume, announced in run.log)."""
+    if cfg.v_min is not None and cfg.v_max is not None:
+        state.support = (cfg.v_min, cfg.v_max)
+    elif state.support is None:
+        filled = replay.rows if replay.full else replay.pos
+        R = replay.fields["rewards"][:filled]
+        state.support = derive_support(R, cfg.gamma, cfg.n_step, cfg.v_min, cfg.v_max)
+        run.log_event(f"step {run.step}: atoms on [v_min, v_max] = [{state.support[0]:.4g}, {state.support[1]:.4g}], "
+                      f"derived from the rewards of {R.numel()} warm-up transitions (set v_min and v_max to fix them)")
+    return torch.linspace(*state.support, cfg.n_atoms, device=cfg.device)  # (1)
+
+
+def warn_clipped(cfg: Config, state: LearnerState, replay: ReplayBuffer, run: Any, clipped: float) -> None:
+    """The one warning of a support too narrow for the returns: what share is clipped, and what to set."""
+    filled = replay.rows if replay.full else replay.pos
+    lo, hi = derive_support(replay.fields["rewards"][:filled], cfg.gamma, cfg.n_step)
+    msg = (f"d4pg: {clipped:.0%} of the target distribution's mass fell outside the atoms' support "
+           f"[{state.support[0]:.4g}, {state.support[1]:.4g}] at step {run.step} and was clipped onto its edge atoms: "
+           f"Q saturates there and the actor's gradient vanishes. Set v_min and v_max to cover the discounted "
+           f"returns, about r/(1-γ) (the rewards in the replay now suggest --v-min {lo:.4g} --v-max {hi:.4g})")
+    warnings.warn(msg, stacklevel=2)
+    run.log_event(msg)
 
 
 def actor_spec(cfg: Config, run: Any, policy: nn.Module) -> ActorSpec:
@@ -229,7 +322,6 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
     spec = run.spec
     envs = run.make_envs() if cfg.actors == 0 else None
     nets, opt = build(cfg, spec)
-    atoms = torch.linspace(cfg.v_min, cfg.v_max, cfg.n_atoms, device=cfg.device)  # (1)
     replay = learner_replay(cfg, spec)
     state = LearnerState()
     tracked: dict[str, Any] = {"opt_mu": opt["mu"], "opt_z": opt["z"], "replay": replay, "state": state}
@@ -245,6 +337,8 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
         if state.updates > 0:  # resumed: the actors start from the learned policy
             pool.publish(nets["mu"])
     metrics: dict[str, torch.Tensor] | None = None
+    atoms: torch.Tensor | None = None
+    warned = False
     try:
         while run.step < cfg.steps:
             if local is not None:
@@ -269,17 +363,19 @@ def train(cfg: Config, run: Any) -> nn.ModuleDict:
                 k = int(state.owed)
                 state.owed -= k
                 beta = cfg.beta + (1.0 - cfg.beta) * min(1.0, run.step / cfg.steps)  # (6) β annealed to 1
+                if atoms is None:
+                    atoms = support_atoms(cfg, state, replay, run)
                 for _ in range(k):
-                    b = replay.sample(cfg.batch_size, beta) if cfg.prioritized else replay.sample(cfg.batch_size)
-                    metrics, ce = update(nets, opt, b, atoms, cfg)
-                    if cfg.prioritized:
-                        replay.update_priorities(b["index"], ce)  # (6) p_i ← the sample's loss
+                    metrics = learn(nets, opt, replay, atoms, cfg, beta)
                     state.updates += 1
                     if pool is not None and state.updates % cfg.publish_every == 0:
                         pool.publish(nets["mu"])  # (5)
             log_now = metrics is not None and run.step + steps >= run.next_log
             if log_now and pool is not None:
                 metrics["actor_restarts"] = torch.tensor(float(pool.restarts))
+            if log_now and not warned and float(metrics["clipped_mass"]) > CLIP_WARN:
+                warn_clipped(cfg, state, replay, run, float(metrics["clipped_mass"]))
+                warned = True
             if not run.advance(steps, metrics if log_now else None, updates=k):
                 break
     finally:
