@@ -113,11 +113,11 @@ def test_kl_clip_rescales_the_step():
     before = [p.detach().clone() for p in layer.parameters()]
     nu = opt.step()
     assert float(nu) < 1.0
-    assert torch.isclose(nu, torch.sqrt(clip / (lr**2 * vg)))
-    # the quadratic model of the change, Δθᵀ F̂ Δθ with F̂ Δ = ∇, equals the clip exactly
+    assert torch.isclose(nu, torch.sqrt(2 * clip / (lr**2 * vg)))  # Wu et al. (2017), section 3.1: 2δ
+    # the quadratic model of the KL change, ½ Δθᵀ F̂ Δθ with F̂ Δ = ∇, equals the clip exactly
     delta = [p.detach() - b for p, b in zip(layer.parameters(), before)]
     dFd = sum((d * (-lr * nu) * p.grad).sum() for d, p in zip(delta, layer.parameters()))
-    assert torch.isclose(dFd, torch.tensor(clip, dtype=torch.float64))
+    assert torch.isclose(0.5 * dFd, torch.tensor(clip, dtype=torch.float64))
 
 
 def test_refresh_with_non_finite_factors_is_skipped():

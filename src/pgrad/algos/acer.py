@@ -9,19 +9,21 @@ Equations (post notation) and the functions that compute them:
   (3) ĝ^acer = min(c, ω_t) (Q^ret_t - V_w(s_t)) ∇ ln π(a_t|s_t)
               + E_{a~π}[max(0, (ω_t(a) - c) / ω_t(a)) (Q_w(s_t, a) - V_w(s_t)) ∇ ln π(a|s_t)]
                                                                                   core.losses.acer_policy_loss
-  (4) efficient trust region: the gradient ĝ with respect to the policy statistics φ(s) is projected onto
-      kᵀz <= δ, k = ∇_φ D_KL(π_avg(.|s) || π_φ(.|s)), before it is backpropagated into θ
-                                                                          core.losses.trust_region_projection
+  (4) efficient trust region (§3.3 of the paper): the gradient ĝ of the objective with respect to the policy's
+      statistics φ(s), for a categorical policy the probability vector f(.|s), is projected onto kᵀz <= δ,
+      k = ∇_f D_KL(f_avg(.|s) || f(.|s)) = -f_avg / f, z* = ĝ - max(0, (kᵀĝ - δ) / ‖k‖²) k, and z is
+      backpropagated through f(s) into θ                                   core.losses.trust_region_projection
   (5) the averaged policy network θ_avg ← α θ_avg + (1 - α) θ                     core.targets.polyak_update
 
 Beyond the post:
 - segments of T steps of N envs are stored whole with the behaviour probabilities β(.|s_t)
   (data.replay.SequenceReplay); each on-policy update is followed by Poisson(replay_ratio) updates on replayed
   segments, as in the paper;
-- the policy statistics φ are the logits (the paper's code uses the softmax probabilities): the gradient and k
-  are then bounded and both sum to zero over actions, k = π - π_avg;
-- the entropy bonus is part of the projected gradient; on vectors the actor and the critic Q_w(s, .) are separate
-  networks;
+- ĝ w.r.t. f is computed as (∂/∂ ln f) / f, the probabilities clamped at 1e-6 in that division and in k (as the
+  paper's code adds 1e-6): a near-zero probability then neither overflows k nor its share of z, which the
+  softmax's Jacobian multiplies by f again; ``tr_active`` logs the share of samples where the constraint binds;
+- the entropy bonus is part of the projected gradient (as in the paper's code); on vectors the actor and the
+  critic Q_w(s, .) are separate networks;
 - time limits: Retrace bootstraps V_w of the true final observation at truncation, never at termination;
 - image observations: as in the paper, one network with π and Q heads: both read one encoder (``nets["enc"]``,
   the CNN of ``--net``), and the averaged network of (5) averages that trunk too (``nets["enc_avg"]``, beside
@@ -71,7 +73,7 @@ class Config(BaseConfig):
     trust_region: bool = True
     """Project the policy gradient onto the linearised KL constraint to the averaged policy (4)."""
     delta: float = 1.0
-    """Trust region δ of (4)."""
+    """Trust region δ of (4), on the linearised KL change kᵀz with respect to the probabilities f (the paper's 1)."""
     avg_decay: float = 0.99
     """α of the averaged policy network, θ_avg ← α θ_avg + (1 - α) θ (5)."""
     replay_ratio: float = 4.0
@@ -134,9 +136,9 @@ def update(nets: nn.ModuleDict, opt: torch.optim.Optimizer, seg: dict[str, torch
         h_next = enc(seg["next_obs"])  # s_{t+1} feeds only Retrace's targets: no backward through the trunk
     both = torch.cat([h, h_next])  # s_t and s_{t+1}: one forward per head
     u_both, q_both = pi_net.logits(both), q_net(both)
-    u, q = u_both[:T], q_both[:T]  # φ: the policy's logits [T, B, A]; Q_w(s_t, .)
-    u_leaf = u.detach().requires_grad_()
-    log_pi = torch.log_softmax(u_leaf, -1)
+    u, q = u_both[:T], q_both[:T]  # the policy's logits [T, B, A]; Q_w(s_t, .)
+    f = torch.softmax(u, -1)  # φ: the statistics of the categorical policy, its probabilities f(.|s_t)
+    log_pi = torch.log_softmax(u, -1).detach().requires_grad_()  # ln f, a leaf: ĝ is taken through it
     q_a = q.gather(-1, a).squeeze(-1)
     with torch.no_grad():
         pi = log_pi.exp()
@@ -150,14 +152,18 @@ def update(nets: nn.ModuleDict, opt: torch.optim.Optimizer, seg: dict[str, torch
                                       q_ret.reshape(-1), q.detach().reshape(-1, A), v.reshape(-1), cfg.c)  # (3)
     ent = -(log_pi.exp() * log_pi).sum(-1).mean()
     n = q_ret.numel()
-    (g,) = torch.autograd.grad(-(pg_loss - cfg.ent_coef * ent) * n, u_leaf)  # per-sample ĝ w.r.t. φ
+    (g_log,) = torch.autograd.grad(-(pg_loss - cfg.ent_coef * ent) * n, log_pi)  # per sample, w.r.t. ln f
     with torch.no_grad():
+        f_safe = f.detach().clamp_min(1e-6)
+        g = g_log / f_safe  # ĝ = ∂(objective)/∂f, by the chain rule through ln f
         if cfg.trust_region:
-            k = pi - torch.softmax(nets["pi_avg"].logits(nets["enc_avg"](obs)), -1)  # ∇_φ D_KL(π_avg || π_φ)
+            f_avg = torch.softmax(nets["pi_avg"].logits(nets["enc_avg"](obs)), -1)
+            k = -f_avg / f_safe  # ∇_f D_KL(f_avg || f)
             z = trust_region_projection(g, k, cfg.delta)  # (4)
         else:
             z = g
-    policy_surrogate = -(z * u).sum(-1).mean()  # backpropagates z through φ(s) into θ
+        active = (z != g).any(-1)  # samples where the constraint binds (a nonzero adjustment)
+    policy_surrogate = -(z * f).sum(-1).mean()  # backpropagates z through f(s) into θ
     q_loss = value_loss(q_a, q_ret)  # (2)
     loss = policy_surrogate + cfg.q_coef * q_loss
     opt.zero_grad(set_to_none=True)
@@ -169,7 +175,8 @@ def update(nets: nn.ModuleDict, opt: torch.optim.Optimizer, seg: dict[str, torch
     polyak_update(nets["pi_avg"], pi_net, 1.0 - cfg.avg_decay)  # (5), the π head
     return {"loss/policy": pg_loss.detach(), "loss/q": q_loss.detach(), "entropy": ent.detach(),
             "rho_mean": stats["rho_mean"], "truncated_frac": stats["truncated_frac"],
-            "tr_shrink": (z - g).norm() / g.norm().clamp_min(1e-12), "grad_norm": grad_norm.detach()}
+            "tr_shrink": (z - g).norm() / g.norm().clamp_min(1e-12), "tr_active": active.float().mean(),
+            "grad_norm": grad_norm.detach()}
 
 
 def train(cfg: Config, run: Any) -> nn.ModuleDict:

@@ -5,12 +5,15 @@ Paper: "Scalable trust-region method for deep reinforcement learning using Krone
 Equations (post notation) and the functions that compute them:
   (1) R ← r_i + γ R from R = V_w(s_T) (0 if terminal), or GAE(γ, λ) targets     core.returns.bootstrapped_returns,
                                                                                 core.returns.gae
-  (2) the A2C objective: -E[ln π_θ(a|s) (R - V_w(s))] + c_v ½ (R - V_w(s))² - c_e H(π)
+  (2) the A2C objective: -E[ln π_θ(a|s) (R - V_w(s))] + c_v E[(R - V_w(s))²] - c_e H(π), c_v = 0.5: the
+      critic's term is then the negative log-likelihood ½ (R - V_w(s))² of the paper's Gaussian critic
+      N(V_w(s), σ² = 1) (section 3.2), the loss whose sampled Fisher is (3)
                                            core.losses.policy_gradient_loss, value_loss, entropy_loss
   (3) the sampled Fisher losses whose curvature K-FAC tracks: -ln π_θ(ã|s), ã ~ π_θ(.|s) for the actor and
       ½ (V_w(s) - ỹ)², ỹ ~ N(V_w(s), 1) for the critic                          KFAC.update_stats
   (4) natural-gradient step Δ = (A ⊗ G + λI)^{-1} ∇ per Linear layer          core.kfac.kfac_precondition
-  (5) trust region: η_eff = η · min(1, sqrt(δ / (η² ∇ᵀΔ)))  (the KL clip)     core.kfac.KFAC.step
+  (5) trust region (section 3.1): η_eff = min(η, sqrt(2δ / (Δᵀ F̂ Δ))), Δᵀ F̂ Δ = ∇ᵀΔ, so that the quadratic
+      model of the step's KL, ½ η_eff² Δᵀ F̂ Δ, is at most δ (the KL clip)       core.kfac.KFAC.step
 
 Beyond the post:
 - the post stops at the K-FAC summary; the details follow the paper and the ACKTR code: the factors are running
@@ -71,7 +74,7 @@ class Config(BaseConfig):
     momentum: float = 0.9
     """Heavy-ball momentum μ of the K-FAC step (the step is η (1 - μ) per update)."""
     kl_clip: float = 0.001
-    """Trust region δ of the KL clip: the step is scaled so that (ηΔ)ᵀ F̂ (ηΔ) <= δ."""
+    """Trust region δ of the KL clip: the step s = η_eff Δ is scaled so that ½ sᵀ F̂ s <= δ (the paper's 2δ)."""
     damping: float = 0.01
     """Damping λ added to the Kronecker-factored Fisher: (A ⊗ G + λI)."""
     stat_decay: float = 0.99
@@ -86,7 +89,7 @@ class Config(BaseConfig):
     """Estimate a Conv2d's A statistic from this many patch rows (sample x output position) drawn at random,
     an unbiased subsample; None uses them all. Only convolutional encoders (images) have such layers."""
     vf_coef: float = 0.5
-    """Value loss coefficient c_v."""
+    """Value loss coefficient c_v on E[(R - V_w(s))²] (0.5: the Gaussian critic's ½ (R - V_w(s))²)."""
     vf_fisher_coef: float = 1.0
     """Weight of the critic's sampled Fisher loss (its output noise is N(0, 1))."""
     ent_coef: float = 0.0

@@ -13,7 +13,9 @@ Two learning rates α_θ (``lr_pi``) and α_w (``lr_q``).
 Which critic: the paper learns a linear V with GTD(λ) and eligibility traces. Here Q_w is a network trained
 with the expected-SARSA target (3): it takes the expectation over the *target* policy at s', so a one-step
 target needs no importance weight at all (tree backup with λ = 0), and it stays correct on replayed data.
-Importance weights appear only in the actor (2), truncated at ``rho_max`` (Wawrzyński, 2009; ACER).
+Importance weights appear only in the actor (2), unclipped as Degris et al. define them, ρ = π(a|s)/β(a|s);
+``rho_max`` truncates them as an option (Wawrzyński, 2009; ACER's c). The default ε-mixture behaviour bounds
+them anyway, ρ <= 1 / (1 - ε) = 1.25.
 
 Beyond the post:
 - ``baseline``: Ψ = Q_w(s, a) - Σ_a π(a|s) Q_w(s, a) (an advantage; same expected gradient, lower variance);
@@ -61,8 +63,8 @@ class Config(BaseConfig):
     """Critic learning rate α_w (Adam)."""
     gamma: float = 0.99
     """Discount γ."""
-    rho_max: float | None = 10.0
-    """Truncate the importance weight π/β at this value (None: untruncated)."""
+    rho_max: float | None = None
+    """Truncate the importance weight ρ = π/β at this value; None (the default): untruncated, as in Degris et al."""
     baseline: bool = True
     """Ψ = Q_w(s, a) - E_π[Q_w(s, ·)] instead of Ψ = Q_w(s, a)."""
     ent_coef: float = 0.0

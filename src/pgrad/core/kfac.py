@@ -34,9 +34,11 @@ in float64 (the factors are often ill-conditioned), and a refresh whose factors 
 previous decomposition is kept). The step is rescaled by the trust region of ACKTR (the KL clip):
 
     Δ = F̂^{-1} ∇ (per layer; identity for parameters outside Linear and Conv2d layers),
-    ν = min(1, sqrt(δ / (η² ∇ᵀ Δ))),   θ ← θ - η ν Δ   (through heavy-ball momentum μ with step η (1 - μ)),
+    ν = min(1, sqrt(2δ / (η² ∇ᵀ Δ))),   θ ← θ - η ν Δ   (through heavy-ball momentum μ with step η (1 - μ)),
 
-so that the quadratic model of the change, (ην Δ)ᵀ F̂ (ην Δ), is at most δ = ``kl_clip``.
+so that the quadratic model of the KL change, ½ (ην Δ)ᵀ F̂ (ην Δ), is at most δ = ``kl_clip``: Wu et al.
+(2017), section 3.1, η_eff = min(η_max, sqrt(2δ / (Δθᵀ F̂ Δθ))). (The ACKTR code, baselines' kfac.py, drops
+the 2: there (ην Δ)ᵀ F̂ (ην Δ) <= δ, a KL of δ/2; its kl_clip 0.001 equals δ = 0.0005 here.)
 
 Usage, per update:
     with kfac.track():                  # forwards under this record each layer's input and output
@@ -277,7 +279,8 @@ class KFAC(torch.optim.Optimizer):
         pre = self.precondition()
         lr = self.param_groups[0]["lr"]
         vg = sum((pre[p] * p.grad).sum() for p in pre) if pre else torch.zeros(())
-        nu = torch.clamp(torch.sqrt(self.kl_clip / (vg * lr * lr).clamp_min(1e-20)), max=1.0)
+        # ν: the step s = ην Δ keeps ½ sᵀ F̂ s <= δ (Wu et al.'s 2δ)
+        nu = torch.clamp(torch.sqrt(2.0 * self.kl_clip / (vg * lr * lr).clamp_min(1e-20)), max=1.0)
         for group in self.param_groups:
             lr_g, mu = group["lr"], group["momentum"]
             for p in group["params"]:

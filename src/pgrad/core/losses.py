@@ -222,11 +222,36 @@ def categorical_loss(logits: torch.Tensor, target_probs: torch.Tensor,
 
     logits: [B, M] of Z_w(s, a), target_probs: [B, M] from ``categorical_projection``, weights: [B] importance
     weights of prioritised replay (the post's (R p_i)^-1) or None. Returns the scalar loss E[w · CE] and the
-    per-sample cross-entropy [B] (detached), the new priorities.
+    per-sample cross-entropy [B] (detached). Priorities are ``categorical_kl``: the CE keeps the target's entropy.
     """
     ce = -(target_probs.detach() * torch.log_softmax(logits, -1)).sum(-1)
     loss = (ce * weights).mean() if weights is not None else ce.mean()
     return loss, ce.detach()
+
+
+def categorical_kl(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
+    """D_KL(Φ𝒯Z_w' ‖ Z_w(s, a)) = Σ_i m_i (log m_i - log p_i(s, a)) per sample (0 log 0 = 0): the cross-entropy of
+    ``categorical_loss`` less the target's entropy H(m), so 0 where the critic matches its target. D4PG's priorities:
+    Rainbow's rule for a distributional critic ("prioritize transitions by the KL loss, since this is what the
+    algorithm is minimizing", Hessel et al., 2018). H(m) measures how spread the target is (up to ln 2 for one
+    return split between two neighbouring atoms), not how wrong Z_w is, and would keep fitted samples' priority up.
+
+    logits: [B, M] of Z_w(s, a), target_probs: [B, M] from ``categorical_projection``. Returns [B], detached.
+    """
+    m = target_probs.detach()
+    return (torch.xlogy(m, m) - m * torch.log_softmax(logits.detach(), -1)).sum(-1)
+
+
+def categorical_clipped_mass(r: torch.Tensor, discount: torch.Tensor, probs_next: torch.Tensor,
+                             atoms: torch.Tensor) -> torch.Tensor:
+    """Σ_j p_j 1[r + γ^n z_j ∉ [v_min, v_max]]: the share of the target's mass that ``categorical_projection``
+    clips onto the edge atoms z_0 and z_{M-1} (arguments as there). Near 0 when the support covers the returns;
+    near 1 when it is too narrow, so that Q_w saturates at an edge and ∇_a Q_w, the actor's gradient, vanishes.
+    Returns [B], detached.
+    """
+    tz = r.unsqueeze(-1) + discount.unsqueeze(-1) * atoms
+    outside = (tz < atoms[0]) | (tz > atoms[-1])
+    return (probs_next.detach() * outside).sum(-1)
 
 
 def acer_policy_loss(log_pi: torch.Tensor, actions: torch.Tensor, beta_probs: torch.Tensor, q_ret: torch.Tensor,
