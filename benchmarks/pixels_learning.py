@@ -4,7 +4,8 @@ Each row trains ``pgrad train ALGO ENV`` with the env family's preset (src/pgrad
 atari) for its budget and seeds. Runs live in --out/<algo>-<env>-s<seed>; a run that exists is resumed with
 ``--resume`` (so a row longer than a session continues in the next), one that finished is only read. The score
 is the raw game score: the mean of the last evaluation in evaluations.csv (full games, unclipped), averaged over
-the seeds; ``--report`` writes the table and one curve per row (docs/benchmarks.md links them).
+the seeds; ``--report`` writes the table and one curve per row (docs/benchmarks.md links them), copies each run's
+evaluations.csv to benchmarks/results/pixels/ and reads seeds whose run directory is gone from there.
 
     .venv/bin/python benchmarks/pixels_learning.py --rows ppo-minatar-breakout --seeds 0 1 2
     .venv/bin/python benchmarks/pixels_learning.py --report docs/img/pixels   # table + curves of what exists
@@ -15,8 +16,10 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -36,17 +39,44 @@ ROWS: dict[str, tuple[str, str, int, float]] = {
 }
 
 
+RESULTS = Path(__file__).parent / "results" / "pixels"  # evaluations.csv of every run, committed
+
+
 def run_dir(out: Path, row: str, seed: int) -> Path:
     algo, env, _, _ = ROWS[row]
     return out / f"{algo}-{env.replace('/', '_')}-s{seed}"
 
 
 def evaluations(d: Path) -> list[tuple[int, float]]:
-    path = d / "evaluations.csv"
+    path = d / "evaluations.csv" if d.is_dir() else d
     if not path.exists():
         return []
     with open(path) as f:
         return [(int(r["step"]), float(r["mean_return"])) for r in csv.DictReader(f)]
+
+
+def committed(row: str, seed: int) -> Path:
+    """The evaluation record of a run kept in the repository (the run directories are not: they are gigabytes)."""
+    return RESULTS / f"{run_dir(Path(), row, seed).name}.csv"
+
+
+def seed_source(out: Path, row: str, seed: int) -> Path | None:
+    """Where a seed's evaluations are: its run directory, or, when the run is gone (another machine), the
+    committed record; the record is refreshed from a run directory that has gone further."""
+    d, rec = run_dir(out, row, seed), committed(row, seed)
+    live, kept = evaluations(d), evaluations(rec)
+    if live and (not kept or live[-1][0] >= kept[-1][0]):
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(d / "evaluations.csv", rec)
+        return d
+    if kept:
+        algo, env, _, _ = ROWS[row]
+        d = Path(tempfile.mkdtemp(prefix="pixels-")) / d.name  # a stand-in run directory for `pgrad plot`
+        d.mkdir()
+        shutil.copyfile(rec, d / "evaluations.csv")
+        (d / "config.yaml").write_text(f"algo: {algo}\nenv: {env}\nseed: {seed}\n")
+        return d
+    return None
 
 
 def train(row: str, seed: int, out: Path, threads: int) -> int:
@@ -71,8 +101,9 @@ def report(out: Path, img: Path | None) -> str:
     lines = ["| row | steps | threshold (raw score) | seeds: last evaluation (at step) | mean | met |",
              "|---|---|---|---|---|---|"]
     for row, (_, _, steps, threshold) in ROWS.items():
-        runs = {s: evaluations(run_dir(out, row, s)) for s in range(10)}
-        runs = {s: e for s, e in runs.items() if e}
+        sources = {s: seed_source(out, row, s) for s in range(10)}
+        sources = {s: d for s, d in sources.items() if d is not None}
+        runs = {s: evaluations(d) for s, d in sources.items()}
         if not runs:
             continue
         last = {s: e[-1] for s, e in runs.items()}
@@ -84,7 +115,7 @@ def report(out: Path, img: Path | None) -> str:
         lines.append(f"| {row} | {steps:,} | ≥ {threshold:g} | {seeds} | {mean:.1f} | {met} |")
         if img is not None:
             img.mkdir(parents=True, exist_ok=True)
-            dirs = [str(run_dir(out, row, s)) for s in runs]
+            dirs = [str(sources[s]) for s in runs]
             subprocess.call([sys.executable, "-m", "pgrad.cli", "plot", *dirs, "-o", str(img / f"{row}.png")])
     return "\n".join(lines)
 
