@@ -19,10 +19,14 @@ from pgrad.envs import (
     ObsNormalizer,
     _encode_one,
     check_action_space,
+    check_custom_env,
     describe,
     encode_obs,
     env_factory,
     evaluation_factory,
+    extra_hint,
+    extra_installed,
+    is_custom_id,
     run_episodes,
 )
 from pgrad.errors import CheckpointError, ConfigError, EnvError, Interrupted, NumericsError, PgradError
@@ -134,18 +138,31 @@ class MultiAgent(Agent):
         return EvalResult(float(np.mean(rets)), float(np.std(rets)), rets, per_agent, extra.get("total_return"))
 
     def _factory(self, env: EnvLike | None) -> Callable:
+        make_env = _env_api(self.module)[0]
         if env is not None:
-            return self.module.env_factory(env)[0]
+            return make_env(env)[0]
         if self.factory is None:
-            self.factory = self.module.env_factory(self.spec.env_id)[0]
+            self.factory = make_env(self.spec.env_id)[0]
         return self.factory
 
 
 def _env_api(module: Any) -> tuple[Callable, Callable, type, type]:
     """(env_factory, describe, spec class, Agent class): Gymnasium's, or those a multi-agent algorithm brings."""
     if getattr(module, "MULTI_AGENT", False):
-        return module.env_factory, module.describe, module.Spec, MultiAgent
+        return _needs_pettingzoo(module.env_factory), module.describe, module.Spec, MultiAgent
     return env_factory, describe, EnvSpec, Agent
+
+
+def _needs_pettingzoo(make_env: Callable) -> Callable:
+    """A multi-agent env factory that names PettingZoo's extra when an env id is given without it installed (an
+    env object or factory is taken as it is: it may be a PettingZoo-like env of the user's own)."""
+    def make(env: EnvLike, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(env, str) and not extra_installed("marl"):
+            raise EnvError(f"{env} is a PettingZoo env id and PettingZoo is not installed; multi-agent envs need "
+                           f"{extra_hint('marl')}")
+        return make_env(env, *args, **kwargs)
+
+    return make
 
 
 def _agent_from_checkpoint(ckpt: dict[str, Any], factory: Callable | None = None,
@@ -194,11 +211,12 @@ def _check_same_spaces(saved: EnvSpec, new: EnvSpec, what: str) -> None:
                            f"{saved.obs_dims}, actions {saved.act_dims}) but the env given is {new.env_id} "
                            f"(agents {new.agents}, observations {new.obs_dims}, actions {new.act_dims})")
         return
-    if (saved.obs_dim, saved.action_kind, saved.n_actions) != (new.obs_dim, new.action_kind, new.n_actions):
+    if (saved.obs_dim, saved.action_kind, saved.n_actions, saved.act_nvec) != \
+            (new.obs_dim, new.action_kind, new.n_actions, new.act_nvec):
+        sa, na = (f"{s.n_actions}" + (f" of {list(s.act_nvec)} choices" if s.act_nvec else "") for s in (saved, new))
         raise EnvError(
             f"{what} was trained on {saved.env_id} (obs {saved.obs_dim}, {saved.action_kind} actions "
-            f"{saved.n_actions}) but the env given is {new.env_id} (obs {new.obs_dim}, {new.action_kind} actions "
-            f"{new.n_actions})")
+            f"{sa}) but the env given is {new.env_id} (obs {new.obs_dim}, {new.action_kind} actions {na})")
     if (saved.obs_kind, tuple(saved.obs_shape), saved.obs_dtype) != (new.obs_kind, tuple(new.obs_shape), new.obs_dtype):
         raise EnvError(f"{what} was trained on {saved.env_id} with {saved.obs_kind} observations "
                        f"{'x'.join(map(str, saved.obs_shape))} of {saved.obs_dtype} but the env given ({new.env_id}) "
@@ -220,8 +238,11 @@ def train(algo: str, env: EnvLike | None = None, *, steps: int | None = None, se
           **hparams: Any) -> Agent:
     """Train ``algo`` on ``env`` and return the Agent (the best evaluated policy unless select='last').
 
-    ``env`` is a Gymnasium id, a gymnasium.Env or a zero-argument factory. Keyword arguments are
-    hyperparameters of the algorithm's Config (a preset for the env applies first; your values win).
+    ``env`` is a Gymnasium id, a gymnasium.Env, a zero-argument factory, or ``"module:Class"`` /
+    ``"module:factory"`` naming a custom env in an importable module (kept in config.yaml, so the run can be
+    evaluated and resumed later; Gymnasium's env checker runs on it once, its warnings shown as
+    ``pgrad.envs.EnvCheckerWarning``). Keyword arguments are hyperparameters of the algorithm's Config (a preset
+    for the env applies first; your values win).
     ``resume`` continues the run in that directory from checkpoints/last.pt (``steps`` may be raised; the other
     arguments of the original call may be given again, equal to the saved values).
     ``callbacks``: one or more ``cb(state) -> bool | None`` (pgrad.callbacks); False or StopTraining stops the run
@@ -327,6 +348,11 @@ def prepare(algo: str, env: EnvLike | None = None, *, steps: int | None = None, 
     probe.close()
     check_action_space(spec, algo, module.SPACES)
     _check_observations(spec, algo, module, cfg)
+    if getattr(cfg, "backend", None) == "ray" and not extra_installed("ray"):  # now, not once the run has begun
+        raise ConfigError(f"backend=ray needs Ray, which is not installed: {extra_hint('ray')}")
+    multi_agent = getattr(module, "MULTI_AGENT", False)
+    if resume is None and not multi_agent and is_custom_id(env_id):  # a user's env: Gymnasium's checker, once
+        check_custom_env(factory, env_id)
     if ckpt is not None:
         _check_same_spaces(spec_cls.from_dict(ckpt["spec"]), spec, str(run_dir))
     return module, algo, cfg, factory, spec, run_dir, ckpt

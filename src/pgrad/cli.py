@@ -132,6 +132,8 @@ def _is_number(tok: str) -> bool:
 # ----------------------------------------------------------------------------- train
 TRAIN_USAGE = """usage: pgrad train ALGO ENV [--steps N] [--seed S] [--out DIR] [--resume DIR] [--KEY VALUE ...]
        pgrad train ALGO --env ENV ...  the same
+       ENV: a Gymnasium id, or module:Class / module:factory for your own env (an importable module; the
+       current directory counts), checked once with Gymnasium's env checker
        pgrad train --resume RUN_DIR [--steps N]   (or the original command with --resume RUN_DIR added)
        pgrad train ALGO --help        every hyperparameter of ALGO, with its docstring and default
 
@@ -242,7 +244,8 @@ def cmd_eval(argv: list[str]) -> int:
     p.add_argument("run", help="run directory (uses best.pt, else last.pt) or a checkpoint file")
     p.add_argument("--episodes", type=int, default=20, help="fresh episodes to evaluate (default 20)")
     p.add_argument("--seed", type=int, default=12_345, help="seed of the first episode (default 12345)")
-    p.add_argument("--env", default=None, help="evaluate on this env id instead of the training env")
+    p.add_argument("--env", default=None,
+                   help="evaluate on this env (a Gymnasium id or module:Class) instead of the training env")
     p.add_argument("--video", action="store_true",
                    help="also record mp4s of the deterministic policy (needs the video extra: moviepy)")
     p.add_argument("--video-dir", default=None, help="where the mp4s go (default: RUN/videos)")
@@ -302,23 +305,40 @@ def cmd_plot(argv: list[str]) -> int:
 
 def cmd_list(argv: list[str]) -> int:
     p = _Parser(prog="pgrad list", description="List algorithms (or environments).")
-    p.add_argument("--envs", action="store_true", help="list registered Gymnasium environment ids")
+    p.add_argument("--envs", action="store_true",
+                   help="list registered Gymnasium environment ids, marking those whose extra is not installed")
     args = p.parse_args(argv)
     if args.envs:
-        import gymnasium as gym
-
-        for k in sorted(gym.registry.keys()):
-            print(k)
-        return 0
+        return _list_envs()
     from pgrad.algos import ALGOS, POST_ORDER, summary
 
-    print(f"{'algorithm':15s} {'actions':15s} description")
+    width = max(15, *(len(",".join(m.SPACES)) for m in ALGOS.values()))
+    print(f"{'algorithm':15s} {'actions':{width}s} description")
     for name in ALGOS:
         m = ALGOS[name]
-        print(f"{name:15s} {','.join(m.SPACES):15s} {summary(m)}")
+        print(f"{name:15s} {','.join(m.SPACES):{width}s} {summary(m)}")
     missing = [n for n in POST_ORDER if n not in ALGOS]
     if missing:
         print(f"\nnot yet implemented: {', '.join(missing)}")
+    return 0
+
+
+def _list_envs() -> int:
+    """Registered ids, one a line; an id whose extra is not installed is marked with the pip command. Atari and
+    MinAtar ids are registered only by their packages: without them, one line says how to get them."""
+    import gymnasium as gym
+
+    from pgrad.envs import extra_hint, extra_installed, missing_extra
+
+    ids = sorted(gym.registry.keys())
+    width = max(map(len, ids), default=0)
+    for k in ids:
+        extra = missing_extra(k)
+        print(f"{k:{width}s}  (needs {extra_hint(extra)})" if extra else k)
+    for extra, family in (("atari", "ALE/... (Atari)"), ("minatar", "MinAtar/...")):
+        if not extra_installed(extra):
+            print(f"{family} ids: not installed; they need {extra_hint(extra)}")
+    print("\nyour own env: module:Class or module:factory (an importable module), e.g. pgrad train ppo mymod:MyEnv")
     return 0
 
 
@@ -342,9 +362,33 @@ def _load_plugins() -> None:
                 raise
 
 
+def _show_env_checker_warnings() -> None:
+    """Gymnasium's env checker warnings about a custom env as ``pgrad: warning: ...`` lines, each once; other
+    warnings as Python shows them."""
+    import warnings
+
+    from pgrad.envs import EnvCheckerWarning
+
+    show = warnings.showwarning
+    if getattr(show, "_pgrad", False):
+        return
+
+    def showwarning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, EnvCheckerWarning):
+            print(f"pgrad: warning: {' '.join(str(message).split())}", file=sys.stderr)
+        else:
+            show(message, category, *args, **kwargs)
+
+    showwarning._pgrad = True  # type: ignore[attr-defined]
+    warnings.showwarning = showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if os.getcwd() not in sys.path and "" not in sys.path:  # `pgrad train ppo mymod:MyEnv` beside mymod.py
+        sys.path.append(os.getcwd())  # last: a file here never shadows an installed package
     try:
+        _show_env_checker_warnings()
         _load_plugins()
         commands = {**BUILTIN, **COMMANDS}
         if not argv or argv[0] in ("-h", "--help"):

@@ -124,9 +124,14 @@ def _worker_init() -> None:
     # checkpoint and stops (pgrad.run installs its own handler while training).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["OMP_NUM_THREADS"] = "1"
+    import warnings
+
     import torch
 
+    from pgrad.envs import EnvCheckerWarning
+
     torch.set_num_threads(1)
+    warnings.simplefilter("ignore", EnvCheckerWarning)  # shown once by the parent (_check_runs_can_start)
 
 
 def _run_one(job: Job) -> dict[str, Any]:
@@ -224,8 +229,9 @@ def _check_runs_can_start(algos: Sequence[str], env: str, per_algo: dict[str, di
     from pgrad.algos import get_algo
     from pgrad.api import _env_api
     from pgrad.config import make_config
-    from pgrad.envs import check_action_space
+    from pgrad.envs import check_action_space, check_custom_env, is_custom_id
 
+    checked = False
     for a in algos:
         module = get_algo(a)
         make_env, describe_env, _, _ = _env_api(module)
@@ -235,6 +241,9 @@ def _check_runs_can_start(algos: Sequence[str], env: str, per_algo: dict[str, di
         probe.close()
         check_action_space(spec, a, module.SPACES)
         make_config(module.Config, a, env_id, per_algo[a])
+        if not checked and not getattr(module, "MULTI_AGENT", False) and is_custom_id(env_id):  # a user's module:Class: Gymnasium's checker once, here (the
+            check_custom_env(factory, env_id)  # workers run it again quietly)
+            checked = True
 
 
 def default_out(algos: Sequence[str], env: str) -> Path:
@@ -525,7 +534,7 @@ Train each algorithm on ENV with seeds 0..S-1 (one process per run, J at a time)
 DIR/curves.png (mean evaluation curves with 95% confidence bands, final-score IQM) and DIR/results.md
 (final scores: interquartile mean and mean with 95% stratified bootstrap intervals).
 
-  --env ENV            Gymnasium environment id (required)
+  --env ENV            Gymnasium environment id, or module:Class / module:factory for your own env (required)
   --seeds S            seeds per algorithm (default 5)
   --steps N            env steps per run (default: each algorithm's preset for ENV, else its default)
   --out DIR            comparison directory (default comparisons/<algos>-<env>)

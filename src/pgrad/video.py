@@ -41,13 +41,15 @@ def record_video(agent: Any, video_dir: str | Path, episodes: int = 1, seed: int
     from gymnasium.wrappers import RecordVideo
 
     from pgrad.config import env_family
-    from pgrad.envs import env_factory, evaluation_factory
+    from pgrad.envs import env_factory, evaluation_factory, is_custom_id
 
     check_supported(agent)
     env_id = env_id or agent.spec.env_id
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame-rendered envs without a display
     try:
-        if env_family(env_id) is not None:  # Atari/MinAtar: the evaluation stack (full games, raw score), and
+        if is_custom_id(env_id):  # module:Class, called with render_mode="rgb_array"
+            env = env_factory(env_id, render_mode="rgb_array")[0]()
+        elif env_family(env_id) is not None:  # Atari/MinAtar: the evaluation stack (full games, raw score), and
             # the recorder beneath it renders the raw RGB frames of the emulator
             env = evaluation_factory(env_factory(env_id, render_mode="rgb_array")[0])()
         else:

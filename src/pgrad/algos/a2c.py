@@ -45,7 +45,7 @@ from pgrad.data.collect import PolicySampler, collect_rollout
 from pgrad.data.rollout import Rollout, flat, next_values
 from pgrad.envs import EnvSpec
 
-SPACES = ("discrete", "box")
+SPACES = ("discrete", "box", "multidiscrete", "multibinary")
 METRICS = ["loss/policy", "loss/value", "entropy", "grad_norm"]  # what update logs (via actor_critic_loss)
 
 

@@ -77,7 +77,7 @@ from pgrad.parallel.hogwild import (
 )
 from pgrad.run import seed_everything
 
-SPACES = ("discrete", "box")
+SPACES = ("discrete", "box", "multidiscrete", "multibinary")
 METRICS = ["loss/policy", "loss/value", "entropy", "grad_norm"]
 
 

@@ -43,7 +43,7 @@ from pgrad.data.collect import PolicySampler, collect_rollout
 from pgrad.data.rollout import Rollout, flat, minibatches, next_values
 from pgrad.envs import EnvSpec
 
-SPACES = ("discrete", "box")
+SPACES = ("discrete", "box", "multidiscrete", "multibinary")
 
 
 @dataclass

@@ -37,7 +37,7 @@ from pgrad.data.collect import PolicySampler, collect_episodes
 from pgrad.data.rollout import flat
 from pgrad.envs import EnvSpec
 
-SPACES = ("discrete", "box")
+SPACES = ("discrete", "box", "multidiscrete", "multibinary")
 
 
 @dataclass

@@ -33,7 +33,7 @@ from torch import nn
 
 from pgrad.config import BaseConfig
 from pgrad.core import optim
-from pgrad.core.distributions import Categorical, DiagGaussian
+from pgrad.core.distributions import Bernoulli, Categorical, DiagGaussian, MultiCategorical
 from pgrad.core.encoders import make_encoder
 from pgrad.core.losses import value_loss
 from pgrad.core.natural import (
@@ -49,7 +49,7 @@ from pgrad.data.collect import PolicySampler, collect_rollout
 from pgrad.data.rollout import Rollout, flat, minibatches, next_values
 from pgrad.envs import EnvSpec
 
-SPACES = ("discrete", "box")
+SPACES = ("discrete", "box", "multidiscrete", "multibinary")
 
 
 @dataclass
@@ -119,10 +119,12 @@ def act(nets: nn.ModuleDict, obs: torch.Tensor, deterministic: bool) -> np.ndarr
     return a.cpu().numpy()
 
 
-def detached(dist: Categorical | DiagGaussian) -> Categorical | DiagGaussian:
+def detached(dist: Categorical | DiagGaussian | MultiCategorical | Bernoulli) -> Any:
     """π_θold: the same distribution with its parameters cut from the graph."""
     if isinstance(dist, Categorical):
         return Categorical(dist.logits.detach())
+    if isinstance(dist, (MultiCategorical, Bernoulli)):  # products of independent components: KLs add up
+        return dist.detach()
     return DiagGaussian(dist.mean.detach(), dist.log_std.detach())
 
 

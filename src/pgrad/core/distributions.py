@@ -1,4 +1,5 @@
-"""Action distributions: Categorical, DiagGaussian, TanhGaussian, and exploration noise for deterministic policies.
+"""Action distributions: Categorical, MultiCategorical (MultiDiscrete actions), Bernoulli (MultiBinary actions),
+DiagGaussian, TanhGaussian, and exploration noise for deterministic policies.
 
 Small, argument-check-free classes (torch.distributions validates on every call, which costs more than the
 maths for the batch sizes of classic control). Each is checked against torch.distributions in the unit tests.
@@ -44,6 +45,101 @@ class Categorical:
     def kl(self, other: Categorical) -> torch.Tensor:
         """D_KL(self || other) per state."""
         return (self.probs * (self.logits - other.logits)).sum(-1)
+
+
+class MultiCategorical:
+    """π(a|s) = Π_i softmax(logits_i)_{a_i}: k independent categoricals (a MultiDiscrete action a = (a_1..a_k),
+    component i with nvec[i] choices). log π and the entropy are sums over the components.
+
+    ``logits`` [..., Σ nvec] (each component's block in turn) are laid out once as [..., k, max(nvec)], the blocks
+    of fewer choices padded with a large negative logit (probability 0, an exact 0 in the entropy and the KL), so
+    that sampling, log-probabilities and entropies are one batched Categorical.
+    """
+
+    PAD = -1e9  # finite: 0 * PAD is 0 where -inf would give nan
+
+    def __init__(self, logits: torch.Tensor, nvec: tuple[int, ...] | None = None):
+        """``logits`` [..., Σ nvec] with ``nvec``, or already laid out as [..., k, max(nvec)] (nvec None)."""
+        self.cat = Categorical(logits if nvec is None else _pad_blocks(logits, tuple(nvec)))
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """Normalised log-probabilities [..., k, max(nvec)] (padding: about -1e9)."""
+        return self.cat.logits
+
+    def sample(self) -> torch.Tensor:
+        return self.cat.sample()
+
+    def log_prob(self, a: torch.Tensor) -> torch.Tensor:
+        return self.cat.log_prob(a).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        return self.cat.entropy().sum(-1)
+
+    def mode(self) -> torch.Tensor:
+        return self.cat.mode()
+
+    def kl(self, other: MultiCategorical) -> torch.Tensor:
+        """D_KL(self || other) per state: the sum of the components' KLs (they are independent)."""
+        return self.cat.kl(other.cat).sum(-1)
+
+    def detach(self) -> MultiCategorical:
+        return MultiCategorical(self.logits.detach())
+
+
+def _pad_blocks(logits: torch.Tensor, nvec: tuple[int, ...]) -> torch.Tensor:
+    """[..., Σ nvec] -> [..., k, max(nvec)], short blocks padded with MultiCategorical.PAD."""
+    k, m = len(nvec), max(nvec)
+    if all(n == m for n in nvec):
+        return logits.reshape(*logits.shape[:-1], k, m)
+    idx, valid = [], []
+    start = 0
+    for n in nvec:
+        idx += [start + j if j < n else 0 for j in range(m)]
+        valid += [j < n for j in range(m)]
+        start += n
+    idx_t = torch.tensor(idx, device=logits.device)
+    valid_t = torch.tensor(valid, device=logits.device)
+    padded = logits.index_select(-1, idx_t).masked_fill(~valid_t, MultiCategorical.PAD)
+    return padded.reshape(*logits.shape[:-1], k, m)
+
+
+class Bernoulli:
+    """π(a|s) = Π_i p_i^{a_i} (1 - p_i)^{1 - a_i}, p = sigmoid(logits): k independent Bernoullis (a MultiBinary
+    action a ∈ {0, 1}^k). log π and the entropy are sums over the components; actions are long 0/1."""
+
+    def __init__(self, logits: torch.Tensor):
+        self.logits = logits
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return torch.sigmoid(self.logits)
+
+    def sample(self) -> torch.Tensor:
+        with torch.no_grad():
+            return (torch.rand_like(self.logits) < self.probs).long()
+
+    def log_prob(self, a: torch.Tensor) -> torch.Tensor:
+        # log p = -softplus(-l), log(1 - p) = -softplus(l): stable for large |l|
+        a = a.to(self.logits.dtype)
+        return -(a * F.softplus(-self.logits) + (1.0 - a) * F.softplus(self.logits)).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        p = self.probs
+        return (p * F.softplus(-self.logits) + (1.0 - p) * F.softplus(self.logits)).sum(-1)
+
+    def mode(self) -> torch.Tensor:
+        return (self.logits > 0).long()
+
+    def kl(self, other: Bernoulli) -> torch.Tensor:
+        """D_KL(self || other) per state, summed over the components."""
+        p = self.probs
+        log_p, log_1mp = -F.softplus(-self.logits), -F.softplus(self.logits)
+        log_q, log_1mq = -F.softplus(-other.logits), -F.softplus(other.logits)
+        return (p * (log_p - log_q) + (1.0 - p) * (log_1mp - log_1mq)).sum(-1)
+
+    def detach(self) -> Bernoulli:
+        return Bernoulli(self.logits.detach())
 
 
 class DiagGaussian:

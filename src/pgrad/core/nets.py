@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from pgrad.core.distributions import Categorical, DiagGaussian, TanhGaussian
+from pgrad.core.distributions import Bernoulli, Categorical, DiagGaussian, MultiCategorical, TanhGaussian
 from pgrad.envs import EnvSpec
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
@@ -73,6 +73,29 @@ class CategoricalPolicy(nn.Module):
         return Categorical(self.logits(obs))
 
 
+class MultiCategoricalPolicy(nn.Module):
+    """π_θ(a|s) = Π_i softmax(f_θ(s)_i)_{a_i}: one MLP, a block of logits for each MultiDiscrete component."""
+
+    def __init__(self, obs_dim: int, nvec: Sequence[int], hidden: Sequence[int], activation: str = "tanh"):
+        super().__init__()
+        self.nvec = tuple(int(n) for n in nvec)
+        self.logits = mlp(obs_dim, hidden, sum(self.nvec), activation, out_gain=0.01)
+
+    def forward(self, obs: torch.Tensor) -> MultiCategorical:
+        return MultiCategorical(self.logits(obs), self.nvec)
+
+
+class BernoulliPolicy(nn.Module):
+    """π_θ(a|s) = Π_i Bernoulli(sigmoid(f_θ(s)_i)): one logit for each MultiBinary component."""
+
+    def __init__(self, obs_dim: int, n: int, hidden: Sequence[int], activation: str = "tanh"):
+        super().__init__()
+        self.logits = mlp(obs_dim, hidden, n, activation, out_gain=0.01)
+
+    def forward(self, obs: torch.Tensor) -> Bernoulli:
+        return Bernoulli(self.logits(obs))
+
+
 class GaussianPolicy(nn.Module):
     """π_θ(a|s) = N(f_θ(s), diag(σ)^2) with a state-independent learned log σ."""
 
@@ -88,11 +111,16 @@ class GaussianPolicy(nn.Module):
 
 def policy_net(spec: EnvSpec, hidden: Sequence[int], activation: str = "tanh",
                log_std_init: float = 0.0, in_dim: int | None = None) -> nn.Module:
-    """The stochastic policy for the env's action space: Categorical (Discrete) or DiagGaussian (Box), reading
-    ``in_dim`` features (default: the observation width)."""
+    """The stochastic policy for the env's action space: Categorical (Discrete), DiagGaussian (Box),
+    MultiCategorical (MultiDiscrete) or Bernoulli (MultiBinary), reading ``in_dim`` features (default: the
+    observation width)."""
     d = spec.obs_dim if in_dim is None else in_dim
     if spec.action_kind == "discrete":
         return CategoricalPolicy(d, spec.n_actions, hidden, activation)
+    if spec.action_kind == "multidiscrete":
+        return MultiCategoricalPolicy(d, spec.act_nvec, hidden, activation)
+    if spec.action_kind == "multibinary":
+        return BernoulliPolicy(d, spec.n_actions, hidden, activation)
     return GaussianPolicy(d, spec.n_actions, hidden, activation, log_std_init)
 
 
@@ -326,9 +354,10 @@ def mlp_function(seq: nn.Sequential) -> Callable[[torch.Tensor], torch.Tensor]:
     return forward
 
 
-def policy_function(pi: nn.Module) -> Callable[[torch.Tensor], Categorical | DiagGaussian | TanhGaussian]:
-    """obs -> π(.|s), the same distribution as ``pi(obs)`` for a CategoricalPolicy, GaussianPolicy or
-    TanhGaussianPolicy, computed through ``mlp_function`` (for acting one step at a time); other policies are
+def policy_function(pi: nn.Module) -> Callable[[torch.Tensor], Categorical | DiagGaussian | TanhGaussian
+                                                 | MultiCategorical | Bernoulli]:
+    """obs -> π(.|s), the same distribution as ``pi(obs)`` for a CategoricalPolicy, MultiCategoricalPolicy,
+    BernoulliPolicy, GaussianPolicy or TanhGaussianPolicy, computed through ``mlp_function`` (for acting one step at a time); other policies are
     returned as they are; an ``Encoded`` policy runs its encoder first."""
     if isinstance(pi, Encoded):
         head = policy_function(pi.head)
@@ -336,6 +365,12 @@ def policy_function(pi: nn.Module) -> Callable[[torch.Tensor], Categorical | Dia
     if isinstance(pi, CategoricalPolicy):
         f = mlp_function(pi.logits)
         return lambda obs: Categorical(f(obs))
+    if isinstance(pi, MultiCategoricalPolicy):
+        f, nvec = mlp_function(pi.logits), pi.nvec
+        return lambda obs: MultiCategorical(f(obs), nvec)
+    if isinstance(pi, BernoulliPolicy):
+        f = mlp_function(pi.logits)
+        return lambda obs: Bernoulli(f(obs))
     if isinstance(pi, GaussianPolicy):
         f = mlp_function(pi.mean)
         return lambda obs: DiagGaussian(f(obs), pi.log_std)

@@ -21,8 +21,8 @@ class Rollout:
     def __init__(self, T: int, N: int, spec: EnvSpec, device: str | torch.device = "cpu"):
         self.T, self.N = T, N
         dev = torch.device(device)
-        act_shape = () if spec.action_kind == "discrete" else (spec.n_actions,)
-        act_dtype = torch.long if spec.action_kind == "discrete" else torch.float32
+        act_shape = () if spec.action_kind == "discrete" else (spec.n_actions,)  # multi*: k components
+        act_dtype = torch.float32 if spec.action_kind == "box" else torch.long
         obs_dtype = obs_torch_dtype(spec)
         self.obs = torch.zeros(T, N, *spec.obs_shape, dtype=obs_dtype, device=dev)
         self.next_obs = torch.zeros(T, N, *spec.obs_shape, dtype=obs_dtype, device=dev)
