@@ -35,7 +35,8 @@ class BaseConfig:
     """Settings every algorithm shares."""
 
     env: str = "CartPole-v1"
-    """Gymnasium environment id (or a description of the env object the API was given)."""
+    """Gymnasium environment id, or ``module:Class`` / ``module:factory`` of an importable custom env (or a
+    description of the env object the API was given)."""
     steps: int = 100_000
     """Total environment steps, summed over parallel envs and workers. Training runs in whole batches (a rollout of
     n_steps x num_envs, or one step of every env), so it stops at the first batch that reaches this count; the true

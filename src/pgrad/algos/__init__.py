@@ -1,8 +1,9 @@
 """The algorithms, one flat file each. ``ALGOS`` maps a name to its module, imported on first use.
 
 Every algorithm module defines: a docstring (post section, paper, equations), ``Config(BaseConfig)``,
-``SPACES`` (the action spaces it supports: "discrete", "box"), ``build(cfg, spec)``, ``update(...)``,
-``act(nets, obs, deterministic) -> numpy env actions`` and ``train(cfg, run) -> nets``.
+``SPACES`` (the action spaces it supports: "discrete", "box", "multidiscrete", "multibinary"),
+``build(cfg, spec)``, ``update(...)``, ``act(nets, obs, deterministic) -> numpy env actions`` and
+``train(cfg, run) -> nets``.
 """
 
 from __future__ import annotations
