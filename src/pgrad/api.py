@@ -106,6 +106,30 @@ class Agent:
             self.factory = env_factory(self.spec.env_id)[0]
         return self.factory
 
+    def learn(self, steps: int,
+              callbacks: Callable[[RunState], bool | None] | Sequence[Callable[[RunState], bool | None]] | None = None
+              ) -> Agent:
+        """Train ``steps`` more env steps in this agent's run directory, exactly as ``pgrad train --resume DIR
+        --steps <trained + steps>`` would (from checkpoints/last.pt, not from the best policy this agent may hold),
+        and return this agent, updated to what ``pgrad.train`` returns then."""
+        if self.run_dir is None or not (Path(self.run_dir) / "checkpoints" / "last.pt").exists():
+            raise CheckpointError("this agent has no run directory with checkpoints/last.pt to continue (it was "
+                                  "loaded from a policy file): train it with pgrad.train, or pgrad.load(run_dir)")
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise ConfigError(f"steps={steps!r}: give the number of further env steps, an integer >= 1")
+        done = getattr(self, "steps_trained", None)
+        if done is None:  # loaded with pgrad.load: the step the run's last checkpoint reached
+            done = int(load_checkpoint(Path(self.run_dir) / "checkpoints" / "last.pt")["step"])
+        env = None  # the run's own env id, from its config.yaml; an env object or factory given to train is reused
+        if self.factory is not None:
+            try:
+                env_factory(self.spec.env_id)
+            except PgradError:
+                env = self.factory
+        new = train(self.algo, env, resume=self.run_dir, steps=done + steps, callbacks=callbacks)
+        self.__dict__.update(new.__dict__)
+        return self
+
     def save(self, path: str | Path) -> Path:
         """Write the policy (networks, config, spec, observation statistics) to a checkpoint file."""
         path = Path(path)
