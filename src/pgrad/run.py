@@ -47,6 +47,7 @@ from pgrad.callbacks import RunState, StopAtReturn, StopTraining
 from pgrad.config import BaseConfig
 from pgrad.envs import EnvSpec, VecEnv, evaluation_factory, run_episodes
 from pgrad.errors import CheckpointError, NumericsError, PgradError
+from pgrad.seeding import eval_seeds, seed_everything
 
 FORMAT_VERSION = 2  # 2: EnvSpec has obs_shape, obs_dtype and obs_hwc (defaults make version-1 files load)
 _MAGIC = b"PGRADCK1"
@@ -189,12 +190,6 @@ def set_rng_state(d: dict[str, Any]) -> None:
     random.setstate(d["python"])
     np.random.set_state(d["numpy"])
     torch.set_rng_state(d["torch"])
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -391,11 +386,12 @@ class Run:
         return lambda obs: module.act(nets, obs, True)
 
     def evaluate_now(self) -> float:
-        """Deterministic evaluation on fresh envs (seeds differ per evaluation); saves best.pt on a new best."""
+        """Deterministic evaluation on fresh envs (seeds of their own, new at every evaluation: pgrad.seeding);
+        saves best.pt on a new best."""
         assert self.nets is not None
         self.check_finite()
         obs_norm = self.envs.obs_norm if self.envs is not None else None
-        seed = self.cfg.seed + 1_000_000 + 1000 * self.eval_count
+        seed = eval_seeds(self.cfg.seed, self.eval_count, self.cfg.eval_episodes)
         extra: dict[str, float] = {}
         if getattr(self.module, "MULTI_AGENT", False):  # per-agent returns too (extra columns)
             rets, extra = self.module.evaluate_episodes(self.nets, self.factory, self.spec, self.cfg.eval_episodes,

@@ -17,6 +17,7 @@ from pgrad.envs import (
     run_parallel_episodes,
 )
 from pgrad.errors import EnvError
+from pgrad.seeding import ENV, derive_seed
 
 
 class Toy(ParallelEnv):
@@ -129,7 +130,7 @@ def test_vec_env_matches_direct_loop():
     venv = MultiAgentVecEnv(Toy, 2, 7, spec)
     rng = np.random.default_rng(0)
     acts = rng.integers(0, 2, (12, 2, 2))
-    refs = [reference_rollout(acts[:, e], 7 + e) for e in range(2)]
+    refs = [reference_rollout(acts[:, e], derive_seed(7, ENV, e)) for e in range(2)]  # env e's stream (pgrad.seeding)
     for t in range(12):
         st = venv.step(acts[t])
         for e in range(2):

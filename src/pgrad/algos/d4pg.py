@@ -313,7 +313,7 @@ def actor_spec(cfg: Config, run: Any, policy: nn.Module) -> ActorSpec:
     sigmas = [float(s) for s in np.linspace(cfg.noise_sigma, top, K)]
     return ActorSpec(factory=run.factory, env_spec=run.spec, policy=policy, num_envs=cfg.num_envs,
                      n_step=cfg.n_step, gamma=cfg.gamma, chunk=cfg.chunk, noise=cfg.noise, sigmas=sigmas,
-                     seed=cfg.seed)
+                     seed=cfg.seed, step0=run.step)
 
 
 def train(cfg: Config, run: Any) -> nn.ModuleDict:

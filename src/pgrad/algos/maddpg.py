@@ -45,6 +45,7 @@ Beyond the post:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,7 @@ from pgrad.envs import (
     run_parallel_episodes,
 )
 from pgrad.errors import ConfigError
+from pgrad.seeding import episode_seeds
 
 SPACES = ("discrete", "box")
 
@@ -244,15 +246,16 @@ def _gumbel_max(logits: torch.Tensor) -> torch.Tensor:
     return (logits - torch.empty_like(logits).exponential_().log()).argmax(-1)
 
 
-def evaluate_episodes(nets: nn.ModuleDict, factory: Any, spec: MultiAgentSpec, episodes: int, seed: int,
-                      obs_norm: ObsNormalizer | None = None, device: str | torch.device = "cpu"
-                      ) -> tuple[list[float], dict[str, float]]:
+def evaluate_episodes(nets: nn.ModuleDict, factory: Any, spec: MultiAgentSpec, episodes: int,
+                      seed: int | Sequence[int], obs_norm: ObsNormalizer | None = None,
+                      device: str | torch.device = "cpu") -> tuple[list[float], dict[str, float]]:
     """Deterministic episodes: (return per agent of each episode, {return/<agent>, total_return}).
 
-    With an ensemble each agent plays one sub-policy per episode, drawn with a generator seeded by ``seed`` (the
-    training RNG is not touched)."""
+    Episode i resets with seed + i, or seed[i] when ``seed`` is one per episode (a run's evaluations). With an
+    ensemble each agent plays one sub-policy per episode, drawn with a generator seeded by the first episode's seed
+    (the training RNG is not touched)."""
     lay = nets["layout"]
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(episode_seeds(seed, episodes)[0] if episodes else 0)
     ks = torch.randint(lay.k, (episodes, lay.n), generator=g).to(device)
     was = nets.training
     nets.eval()

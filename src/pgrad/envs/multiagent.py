@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import difflib
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -15,6 +15,7 @@ import torch
 
 from pgrad.envs.normalize import ObsNormalizer, RunningMeanStd
 from pgrad.errors import EnvError
+from pgrad.seeding import ENV, derive_seed, episode_seeds
 
 # MADDPG's data path. A PettingZoo parallel env becomes tensors with an agent axis: observations [E, N, O],
 # rewards [E, N], actions [E, N] (Discrete) or [E, N, A] (Box), E envs and N agents in `possible_agents` order.
@@ -286,7 +287,7 @@ class MultiAgentVecEnv:
     def _reset_all(self, seed: int | None) -> np.ndarray:
         out = np.zeros((self.num_envs, self.spec.n_agents, self.spec.obs_dim), np.float32)
         for e, env in enumerate(self._envs):
-            obs, _ = env.reset(seed=None if seed is None else seed + e)
+            obs, _ = env.reset(seed=None if seed is None else derive_seed(seed, ENV, e))  # pgrad.seeding
             out[e] = encode_agents(self.spec, obs)
         return out
 
@@ -389,19 +390,22 @@ class MultiAgentVecEnv:
 
 
 def run_parallel_episodes(act: Callable[[torch.Tensor, np.ndarray], np.ndarray], factory: Callable[[], Any],
-                          spec: MultiAgentSpec, episodes: int, seed: int, obs_norm: ObsNormalizer | None = None,
-                          device: str | torch.device = "cpu", max_steps: int = 1_000_000) -> np.ndarray:
+                          spec: MultiAgentSpec, episodes: int, seed: int | Sequence[int],
+                          obs_norm: ObsNormalizer | None = None, device: str | torch.device = "cpu",
+                          max_steps: int = 1_000_000) -> np.ndarray:
     """Undiscounted per-agent returns [episodes, N] of fresh episodes of a PettingZoo parallel env.
 
     ``act(obs, episode_index)`` maps a [B, N, O] float tensor of (normalised) observations and the [B] indices of
-    the episodes they belong to to env actions ([B, N] or [B, N, A]); statistics are frozen here.
+    the episodes they belong to to env actions ([B, N] or [B, N, A]); statistics are frozen here. Episode i resets
+    with seed + i, or seed[i] when ``seed`` is one per episode (pgrad.seeding.episode_seeds).
     """
+    seeds = episode_seeds(seed, episodes)
     returns = np.zeros((episodes, spec.n_agents))
     start = 0
     while start < episodes:
         k = min(32, episodes - start)
         envs = [factory() for _ in range(k)]
-        obs = np.stack([encode_agents(spec, env.reset(seed=seed + start + i)[0]) for i, env in enumerate(envs)])
+        obs = np.stack([encode_agents(spec, env.reset(seed=seeds[start + i])[0]) for i, env in enumerate(envs)])
         active = np.ones(k, bool)
         t = 0
         while active.any() and t < max_steps:

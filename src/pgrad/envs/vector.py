@@ -13,7 +13,7 @@ Semantics (DESIGN.md section 3):
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -22,6 +22,7 @@ import torch
 
 from pgrad.envs.normalize import ObsNormalizer, RunningMeanStd
 from pgrad.envs.spaces import EnvSpec, encode_obs
+from pgrad.seeding import ACTION_SPACE, ENV, derive_seed, episode_seeds
 
 
 class Step(NamedTuple):
@@ -76,14 +77,17 @@ class VecEnv:
         return np.empty((self.num_envs, *self.spec.obs_shape), obs_numpy_dtype(self.spec))
 
     def _reset_all(self, seed: int | None) -> np.ndarray:
+        """Reset every sub-env; with a seed, env i from stream (ENV, i) of it and its action space from
+        (ACTION_SPACE, i) (pgrad.seeding: runs with seeds s and s + 1 share none)."""
         if self._async is not None:
-            obs, _ = self._async.reset(seed=seed)
+            obs, _ = self._async.reset(seed=None if seed is None else
+                                       [derive_seed(seed, ENV, i) for i in range(self.num_envs)])
             return self._encode_batch(obs)
         out = self._empty_obs()
         for i, e in enumerate(self._envs):
-            o, _ = e.reset(seed=None if seed is None else seed + i)
+            o, _ = e.reset(seed=None if seed is None else derive_seed(seed, ENV, i))
             if seed is not None:
-                e.action_space.seed(seed + i)
+                e.action_space.seed(derive_seed(seed, ACTION_SPACE, i))
             out[i] = self._encode(o)
         return out
 
@@ -219,14 +223,16 @@ class VecEnv:
 
 # ----------------------------------------------------------------------------- evaluation
 def run_episodes(act: Callable[[torch.Tensor], np.ndarray], factory: Callable[[], gym.Env], spec: EnvSpec,
-                 episodes: int, seed: int, obs_norm: ObsNormalizer | None = None,
+                 episodes: int, seed: int | Sequence[int], obs_norm: ObsNormalizer | None = None,
                  device: str | torch.device = "cpu", max_steps: int = 1_000_000) -> list[float]:
     """Undiscounted returns of `episodes` fresh episodes, run in parallel, one per sub-env.
 
+    Episode i resets with seed + i, or with seed[i] when ``seed`` is one per episode (pgrad.seeding.episode_seeds).
     ``act`` maps a [B, *obs_shape] tensor of (normalised) observations, in the dtype they keep (float32 vectors,
     uint8 or bool frames), to env actions; normalisation statistics
     are frozen (never updated here).
     """
+    seeds = episode_seeds(seed, episodes)
     returns: list[float] = []
     done_total = 0
     batch = min(episodes, 32)
@@ -234,7 +240,7 @@ def run_episodes(act: Callable[[torch.Tensor], np.ndarray], factory: Callable[[]
     while done_total < episodes:
         k = min(batch, episodes - done_total)
         envs = [factory() for _ in range(k)]
-        obs = np.stack([_encode_one(spec, e.reset(seed=seed + start + i)[0]) for i, e in enumerate(envs)])
+        obs = np.stack([_encode_one(spec, e.reset(seed=seeds[start + i])[0]) for i, e in enumerate(envs)])
         active = np.ones(k, bool)
         ret = np.zeros(k)
         t = 0

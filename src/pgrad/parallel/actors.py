@@ -30,7 +30,6 @@ from multiprocessing.connection import wait as wait_connections
 from typing import Any
 
 import cloudpickle
-import numpy as np
 import torch
 from torch import nn
 
@@ -38,7 +37,9 @@ from pgrad.core.distributions import GaussianNoise, OUNoise
 from pgrad.core.nets import ActionBounds
 from pgrad.data.replay import ReplayBuffer
 from pgrad.envs import EnvSpec, VecEnv, obs_torch_dtype
+from pgrad.parallel.hogwild import ignore_stop_signals, stop_signals_blocked
 from pgrad.parallel.watchdog import run_watched
+from pgrad.seeding import actor_seed, seed_everything
 
 
 @dataclass
@@ -60,6 +61,9 @@ class ActorSpec:
     """Exploration noise σ of each actor (actor k uses sigmas[k % len(sigmas)])."""
     ou_theta: float = 0.15
     seed: int = 0
+    """The run's seed; each actor process gets its own root seed from it (pgrad.seeding.actor_seed)."""
+    step0: int = 0
+    """The step the run (re)started from: a resumed run's actor processes draw new streams."""
 
 
 class Actor:
@@ -75,8 +79,7 @@ class Actor:
         self.spec, self.index = spec, index
         es = spec.env_spec
         M, A = spec.num_envs, es.act_dim
-        seed = spec.seed + 7919 * index
-        self.envs = envs if envs is not None else VecEnv(spec.factory, M, seed, es)
+        self.envs = envs if envs is not None else VecEnv(spec.factory, M, spec.seed, es)
         self.policy = policy if policy is not None else spec.policy
         self.bounds = ActionBounds(es)
         sigma = spec.sigmas[index % len(spec.sigmas)]
@@ -171,11 +174,13 @@ class SharedWeights:
 # ----------------------------------------------------------------------------- actor processes
 def _actor_main(index: int, spec_bytes: bytes, conn: Any, credits: Any, weights: SharedWeights, stop: Any,
                 seed: int) -> None:
+    """Actor process ``index`` with root seed ``seed`` (its generators and envs); SIGINT and SIGTERM are ignored:
+    the learner stops it through ``stop``."""
+    ignore_stop_signals()
     torch.set_num_threads(1)
     spec: ActorSpec = cloudpickle.loads(spec_bytes)
     spec.seed = seed
-    torch.manual_seed(seed + 7919 * index)
-    np.random.seed((seed + 7919 * index) % 2**32)
+    seed_everything(seed)
     actor = Actor(spec, index)
     actor.policy.eval()
     have = 0
@@ -199,7 +204,9 @@ def _actor_main(index: int, spec_bytes: bytes, conn: Any, credits: Any, weights:
 class ActorPool:
     """K actor processes (spawn) feeding the learner: ``get`` returns the chunks ready, ``publish`` the weights.
 
-    A process found dead (killed, crashed) is restarted with a fresh channel and seed + 1000 · restarts;
+    Actor k's root seed is ``actor_seed(spec.seed, k, r, spec.step0)`` after r restarts (pgrad.seeding). Actors
+    ignore SIGINT and SIGTERM (a Ctrl-C or a scheduler's SIGTERM reaches the whole process group): the learner's run
+    stops them with ``close``. A process found dead (killed, crashed) is restarted with a fresh channel and a new seed;
     ``restarts`` counts them, ``log`` (run.log) says so, and an actor that dies more than ``max_restarts`` times
     ends the run with a PgradError (a crash at every start would otherwise restart forever). Actors exit by
     themselves when the learner's process is gone (``pgrad.parallel.watchdog``).
@@ -219,7 +226,10 @@ class ActorPool:
         self.conns: list[Any] = [None] * num_actors
         self.credits: list[Any] = [None] * num_actors
         for k in range(num_actors):
-            self._start(k, spec.seed)
+            self._start(k, self._seed(k))
+
+    def _seed(self, k: int) -> int:
+        return actor_seed(self.spec.seed, k, self.actor_restarts[k], self.spec.step0)
 
     def _start(self, k: int, seed: int) -> None:
         recv, send = self.ctx.Pipe(duplex=False)
@@ -227,7 +237,8 @@ class ActorPool:
         p = self.ctx.Process(target=run_watched, name=f"pgrad-actor-{k}", daemon=True,
                              args=(_actor_main, os.getpid(), k, self._spec_bytes, send, credits, self.weights,
                                    self.stop, seed))
-        p.start()
+        with stop_signals_blocked():  # until the child ignores them (_actor_main)
+            p.start()
         send.close()  # the child holds the write end; EOF here means the child is gone
         self.procs[k], self.conns[k], self.credits[k] = p, recv, credits
         self.log(f"actor {k} started (pid {p.pid})" + (f", restart {self.actor_restarts[k]}"
@@ -249,7 +260,7 @@ class ActorPool:
                              "see its traceback above")
         self.log(f"actor {k} (pid {p.pid}) died with exit code {p.exitcode}; restarting it "
                  f"({self.actor_restarts[k]} of at most {self.max_restarts})")
-        self._start(k, self.spec.seed + 1000 * self.restarts)
+        self._start(k, self._seed(k))
 
     def publish(self, policy: nn.Module) -> None:
         self.weights.publish(policy)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ import torch.multiprocessing as tmp
 from torch import nn
 
 from pgrad.parallel.watchdog import run_watched
+from pgrad.seeding import worker_seed  # noqa: F401 - where the A2C and A3C loops have always found it
 
 # ------------------------------------------------------------------------------------------------ optimiser
 _ZEROS_LIKE = {
@@ -175,6 +177,46 @@ def unpickle_factory(blob: bytes) -> Callable:
     return cloudpickle.loads(blob)
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def stop_signals_blocked() -> Any:
+    """Block SIGINT and SIGTERM in this thread while a child process starts.
+
+    The child inherits the mask through spawn, so a Ctrl-C or a scheduler's SIGTERM to the process group during its
+    start-up (interpreter, imports, unpickling) waits until ``ignore_stop_signals`` drops it, instead of killing it
+    or printing a traceback; this process receives its own pending signal when the block ends.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    # multiprocessing starts its resource tracker at the first spawn, then unblocks these very signals: start it first
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def ignore_stop_signals() -> None:
+    """In a worker or actor process: SIGINT and SIGTERM belong to the learner, which stops its workers through their
+    stop flag and closes the pool (pgrad.run's signal handling); a worker cut by one would die mid-write."""
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)  # also drops one that arrived during start-up (stop_signals_blocked)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+
+def run_ignoring_stop_signals(target: Callable[..., Any], *args: Any) -> None:
+    """Process entry point: ``target(*args)`` with SIGINT and SIGTERM ignored (``ignore_stop_signals``)."""
+    ignore_stop_signals()
+    target(*args)
+
+
 @contextlib.contextmanager
 def _without_main_reimport() -> Any:
     """Start spawn children without re-running the parent's main script.
@@ -200,8 +242,9 @@ def _without_main_reimport() -> Any:
 class WorkerPool:
     """K worker processes started with ``spawn``; ``poll()`` restarts any that died before finishing.
 
-    ``make_args(k, restarts)`` gives worker k's arguments (a new seed for each restart); ``target(*args)`` must
-    return normally once the run is over (exit code 0). A worker that exits otherwise (killed, crashed) is
+    ``make_args(k, restarts)`` gives worker k's arguments (a new seed for each restart: pgrad.seeding.worker_seed);
+    ``target(*args)`` must return normally once the run is over (exit code 0). Workers ignore SIGINT and SIGTERM
+    (the main process stops them through their stop flag). A worker that exits otherwise (killed, crashed) is
     started again from the shared parameters, at most ``max_restarts`` times per worker.
     """
 
@@ -216,9 +259,10 @@ class WorkerPool:
 
     def _start(self, k: int) -> None:
         # run_watched: a worker outlives no learner killed with SIGKILL (daemon=True acts only on a normal exit)
-        p = self.ctx.Process(target=run_watched, args=(self.target, os.getpid(), *self.make_args(k, self.restarts[k])),
+        p = self.ctx.Process(target=run_watched, args=(run_ignoring_stop_signals, os.getpid(), self.target,
+                                                       *self.make_args(k, self.restarts[k])),
                              daemon=True, name=f"pgrad-worker-{k}")
-        with _without_main_reimport():
+        with _without_main_reimport(), stop_signals_blocked():
             p.start()
         self.procs[k] = p
         self.log(f"worker {k} started (pid {p.pid})" + (f", restart {self.restarts[k]}" if self.restarts[k] else ""))
@@ -258,15 +302,8 @@ class WorkerPool:
                 p.join(max(0.0, deadline - time.monotonic()))
         for p in self.procs:
             if p is not None and p.is_alive():
-                p.terminate()
+                p.kill()  # workers ignore SIGTERM
                 p.join(2.0)
 
     def pids(self) -> list[int | None]:
         return [p.pid if p is not None else None for p in self.procs]
-
-
-def worker_seed(seed: int, k: int, restarts: int, step0: int) -> int:
-    """Worker k's seed: ``seed`` itself for worker 0 of a fresh run (so one worker replays A2C's random stream),
-    shifted per worker, per restart and by the step a resumed run starts from."""
-    return seed + 10_007 * k + 1_000_003 * restarts + step0
-

@@ -23,15 +23,16 @@ import torch
 from torch import nn
 
 from pgrad.parallel.actors import Actor, ActorSpec, flat_params, load_flat
+from pgrad.seeding import actor_seed, seed_everything
 
 
 class _RemoteActor:
     def __init__(self, spec_bytes: bytes, index: int, seed: int):
+        """Actor ``index`` with root seed ``seed`` (its generators and envs; Ray restarts it with the same one)."""
         torch.set_num_threads(1)
         spec: ActorSpec = cloudpickle.loads(spec_bytes)
         spec.seed = seed
-        torch.manual_seed(seed + 7919 * index)
-        np.random.seed((seed + 7919 * index) % 2**32)
+        seed_everything(seed)
         self.spec, self.index = spec, index
         self.actor = Actor(spec, index)
         self.actor.policy.eval()
@@ -67,7 +68,8 @@ class RayActorPool:
         self.K, self.queue_size = num_actors, queue_size
         remote_cls = ray.remote(num_cpus=1, max_restarts=-1)(_RemoteActor)
         spec_bytes = cloudpickle.dumps(spec)
-        self.actors = [remote_cls.remote(spec_bytes, k, spec.seed) for k in range(num_actors)]
+        self.actors = [remote_cls.remote(spec_bytes, k, actor_seed(spec.seed, k, 0, spec.step0))
+                       for k in range(num_actors)]
         self.version = 0
         self.weights_ref = None
         self.restarts = 0

@@ -83,7 +83,7 @@ class GradientWorker:
         from pgrad.data.rollout import Rollout
         from pgrad.envs import VecEnv
         from pgrad.parallel.hogwild import unpickle_factory
-        from pgrad.run import seed_everything
+        from pgrad.seeding import seed_everything
 
         seed_everything(seed)
         self.module, self.cfg = get_algo(algo), cfg
