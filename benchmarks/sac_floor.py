@@ -48,7 +48,7 @@ def _param(*shape: int, scale: float = 0.05) -> torch.Tensor:
     return (torch.randn(*shape) * scale).requires_grad_()
 
 
-def make_floor(obs_dim: int, act_dim: int, stacked: bool, log_scale: float, target_entropy: float,
+def make_floor(obs_dim: int, act_dim: int, stacked: bool, target_entropy: float,
                init: dict[str, list[torch.Tensor]] | None = None):
     """One SAC update as the fewest eager ops (``stacked``: twin critics as batched matmuls, else two critics);
     Linear weights are [out, in] as nn.Linear keeps them, stacked ones [2, in, out] as pgrad's StackedMLP.
@@ -77,7 +77,7 @@ def make_floor(obs_dim: int, act_dim: int, stacked: bool, log_scale: float, targ
         eps = torch.randn_like(mean)
         u = mean + std * eps
         log_det = 2.0 * (LOG_2 - u - F.softplus(-2.0 * u))
-        logp = (-0.5 * ((u - mean) / std).pow(2) - log_std - HALF_LOG_2PI).sum(-1) - log_det.sum(-1) - log_scale
+        logp = (-0.5 * ((u - mean) / std).pow(2) - log_std - HALF_LOG_2PI).sum(-1) - log_det.sum(-1)  # squashed space
         return torch.tanh(u), logp
 
     def critics(w: list[torch.Tensor], s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -153,11 +153,9 @@ def row(env_id: str, sb3: float | None) -> None:
     D, A = spec.obs_dim, spec.act_dim
     cfg = sac.Config(version="auto", buffer_size=1_000_000, batch_size=B, hidden=(H, H), lr=1e-3)
     nets, opt = sac.build(cfg, spec)
-    low, high = nets["bounds"].low, nets["bounds"].high
-    log_scale = float(torch.log((high - low) / 2.0).sum())
     batch = {"obs": torch.randn(B, D), "actions": torch.rand(B, A) * 2 - 1, "rewards": torch.randn(B),
              "discount": torch.full((B,), 0.99), "next_obs": torch.randn(B, D)}
-    floors = {name: best_cpu_ms(lambda f=make_floor(D, A, stacked, log_scale, -float(A))[0]: f(batch), 40)
+    floors = {name: best_cpu_ms(lambda f=make_floor(D, A, stacked, -float(A))[0]: f(batch), 40)
               for name, stacked in (("stacked critics", True), ("separate critics", False))}
     ours = best_cpu_ms(lambda: sac.update(nets, opt, batch, cfg, -float(A)), 40)
     other = other_ms(env_id, cfg)
@@ -185,7 +183,7 @@ def floor_loop(env_id: str, steps: int, ls: int, seed: int, stacked: bool = Fals
     env = make()
     D, A = env.observation_space.shape[0], env.action_space.shape[0]
     low, high = env.action_space.low.astype(np.float32), env.action_space.high.astype(np.float32)
-    update, params = make_floor(D, A, stacked, float(np.log((high - low) / 2.0).sum()), -float(A))
+    update, params = make_floor(D, A, stacked, -float(A))
     pi = params["pi"]
     O, Ac, R, Dc, O2 = (np.zeros((steps, *s), np.float32) for s in ((D,), (A,), (), (), (D,)))
     tO, tA, tR, tD, tO2 = (torch.from_numpy(x) for x in (O, Ac, R, Dc, O2))

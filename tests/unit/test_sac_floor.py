@@ -21,8 +21,7 @@ def test_floor_update_matches_pgrad(stacked, benchmark_script):
     b = {"obs": torch.randn(32, 3, generator=g), "actions": torch.rand(32, 1, generator=g) * 2 - 1,
          "rewards": torch.randn(32, generator=g), "discount": torch.full((32,), 0.99),
          "next_obs": torch.randn(32, 3, generator=g)}
-    log_scale = float(torch.log((nets["bounds"].high - nets["bounds"].low) / 2.0).sum())
-    update, floor = sf.make_floor(3, 1, stacked, log_scale, -1.0, init=sf.pgrad_params(nets))
+    update, floor = sf.make_floor(3, 1, stacked, -1.0, init=sf.pgrad_params(nets))
     theta0 = nets["pi"].net[0].weight.detach().clone()
     torch.manual_seed(5)
     for _ in range(2):
