@@ -33,3 +33,28 @@ def benchmark_script():
         return mod
 
     return load
+
+
+@pytest.fixture
+def customise_examples():
+    """blocks(section): the ```python blocks of one section of docs/customise.md; run(code, cwd): one of them in a
+    fresh interpreter (one thread), its CompletedProcess checked for exit status 0."""
+    import re
+    import subprocess
+    import sys
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "customise.md").read_text()
+
+    def blocks(section: str) -> list[str]:
+        body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+        found = re.findall(r"```python\n(.*?)```", body, re.DOTALL)
+        assert found, f"no python example in docs/customise.md section {section!r}"
+        return found
+
+    def run(code: str, cwd: Path) -> subprocess.CompletedProcess:
+        out = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+        assert out.returncode == 0, out.stderr
+        return out
+
+    return blocks, run

@@ -39,17 +39,7 @@ def test_learn_needs_a_run_and_a_positive_count(tmp_path):
         policy.learn(100)
 
 
-def test_the_learn_example_of_docs_customise_runs(tmp_path):
-    import os
-    import re
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    text = (Path(__file__).resolve().parents[2] / "docs" / "customise.md").read_text()
-    section = text.split("## Training more in the same process", 1)[1].split("\n## ", 1)[0]
-    (code,) = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
-    assert out.returncode == 0, out.stderr
-    assert int(out.stdout.split()[-1]) >= 8000
+def test_the_learn_example_of_docs_customise_runs(tmp_path, customise_examples):
+    blocks, run = customise_examples
+    (code,) = blocks("Training more in the same process")
+    assert int(run(code, tmp_path).stdout.split()[-1]) >= 8000

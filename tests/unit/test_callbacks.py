@@ -180,14 +180,8 @@ def test_a_callback_that_is_not_callable_is_refused(tmp_path):
         pgrad.train("ppo", "CartPole-v1", out=tmp_path / "run", callbacks=[42], **PPO)
 
 
-def test_the_callbacks_example_of_docs_customise_runs(tmp_path):
-    text = (ROOT / "docs" / "customise.md").read_text()
-    section = text.split("## Callbacks", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
-    assert blocks
-    for code in blocks:
-        out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                             env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
-        assert out.returncode == 0, out.stderr
-        assert "evaluation" in out.stdout
+def test_the_callbacks_example_of_docs_customise_runs(tmp_path, customise_examples):
+    blocks, run = customise_examples
+    for code in blocks("Callbacks"):
+        assert "evaluation" in run(code, tmp_path).stdout
     assert list((tmp_path / "runs" / "customise-callbacks" / "checkpoints").glob("best-*.pt"))

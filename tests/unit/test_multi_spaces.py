@@ -172,21 +172,12 @@ def test_algorithm_trains_acts_saves_and_loads(algo, env_cls, tmp_path):
     assert np.array_equal(again.act(obs), a)
 
 
-def test_the_action_spaces_example_of_docs_customise_runs(tmp_path):
-    import os
+def test_the_action_spaces_example_of_docs_customise_runs(tmp_path, customise_examples):
     import re
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[2] / "docs" / "customise.md").read_text()
-    section = text.split("## Action spaces", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
-    assert blocks
-    for code in blocks:
-        out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                             env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
-        assert out.returncode == 0, out.stderr
+    blocks, run = customise_examples
+    for code in blocks("Action spaces"):
+        out = run(code, tmp_path)
         score = float(re.search(r"evaluation ([0-9.]+) of 48", out.stdout).group(1))
         assert score >= 45.0  # the learning test's threshold, the same run
         assert re.search(r"^action \[[0-2] [0-2] [0-2]\] for the targets", out.stdout, re.M), out.stdout
