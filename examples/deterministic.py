@@ -14,7 +14,8 @@ import sys
 import pgrad
 
 algo = sys.argv[1] if len(sys.argv) > 1 else "td3"
-agent = pgrad.train(algo, "Pendulum-v1", steps=10_000, seed=0, eval_every=2_000, out=f"runs/example-{algo}")
+agent = pgrad.train(algo, "Pendulum-v1", steps=10_000, seed=0, eval_every=2_000, out=f"runs/example-{algo}",
+                    overwrite=True)
 result = agent.evaluate(episodes=20)
 print(f"{algo} on Pendulum-v1 after 10k steps: {result}")
 

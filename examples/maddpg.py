@@ -14,7 +14,7 @@ from mpe2 import simple_speaker_listener_v4
 import pgrad
 
 agent = pgrad.train("maddpg", "mpe2:simple_speaker_listener_v4", steps=40_000, seed=0, num_envs=8,
-                    learning_starts=4_000, eval_every=10_000, out="runs/example-maddpg")
+                    learning_starts=4_000, eval_every=10_000, out="runs/example-maddpg", overwrite=True)
 res = agent.evaluate(episodes=20)
 print("per agent:", {k: round(v, 1) for k, v in res.per_agent.items()}, "total:", round(res.total_return, 1))
 

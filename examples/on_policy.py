@@ -12,12 +12,13 @@ import numpy as np
 import pgrad
 
 # PPO: the preset for CartPole (8 envs, 32 steps each per rollout, 20 epochs), 30k steps instead of 100k.
-ppo = pgrad.train("ppo", "CartPole-v1", steps=30_000, seed=0, out="runs/example-ppo", progress=True)
+ppo = pgrad.train("ppo", "CartPole-v1", steps=30_000, seed=0, out="runs/example-ppo",
+                  overwrite=True, progress=True)
 print("PPO:", ppo.evaluate(episodes=20))  # the best evaluated policy, on 20 fresh episodes
 
 # REINFORCE with a learned value baseline: G_t - V_w(s_t) has the same expectation and lower variance.
 reinforce = pgrad.train("reinforce", "CartPole-v1", steps=60_000, seed=0, baseline="value",
-                        out="runs/example-reinforce")
+                        out="runs/example-reinforce", overwrite=True)
 print("REINFORCE + baseline:", reinforce.evaluate(episodes=20))
 
 # An Agent acts on raw observations (deterministic: the most likely action) ...

@@ -10,7 +10,8 @@ import csv
 
 import pgrad
 
-agent = pgrad.train("sac", "Pendulum-v1", steps=8_000, seed=0, eval_every=2_000, out="runs/example-sac")
+agent = pgrad.train("sac", "Pendulum-v1", steps=8_000, seed=0, eval_every=2_000, out="runs/example-sac",
+                    overwrite=True)
 print("SAC:", agent.evaluate(episodes=20))
 
 with open("runs/example-sac/progress.csv") as f:

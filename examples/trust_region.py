@@ -11,14 +11,14 @@ import csv
 
 import pgrad
 
-trpo = pgrad.train("trpo", "CartPole-v1", steps=50_000, seed=0, out="runs/example-trpo")
+trpo = pgrad.train("trpo", "CartPole-v1", steps=50_000, seed=0, out="runs/example-trpo", overwrite=True)
 print("TRPO:", trpo.evaluate(episodes=20))
 with open("runs/example-trpo/progress.csv") as f:
     last = list(csv.DictReader(f))[-1]
 print(f"  last update: KL {float(last['kl']):.4f} (δ = {trpo.cfg.max_kl}), "
       f"{int(float(last['ls_tries']))} line-search tries, step accepted: {bool(float(last['ls_accepted']))}")
 
-acktr = pgrad.train("acktr", "CartPole-v1", steps=50_000, seed=0, out="runs/example-acktr")
+acktr = pgrad.train("acktr", "CartPole-v1", steps=50_000, seed=0, out="runs/example-acktr", overwrite=True)
 print("ACKTR:", acktr.evaluate(episodes=20))
 with open("runs/example-acktr/progress.csv") as f:
     last = list(csv.DictReader(f))[-1]

@@ -259,7 +259,7 @@ def _fmt(a: Any) -> str:
 def train(algo: str, env: EnvLike | None = None, *, steps: int | None = None, seed: int | None = None,
           out: str | Path | None = None, resume: str | Path | None = None,
           callbacks: Callable[[RunState], bool | None] | Sequence[Callable[[RunState], bool | None]] | None = None,
-          **hparams: Any) -> Agent:
+          overwrite: bool = False, **hparams: Any) -> Agent:
     """Train ``algo`` on ``env`` and return the Agent (the best evaluated policy unless select='last').
 
     ``env`` is a Gymnasium id, a gymnasium.Env, a zero-argument factory, or ``"module:Class"`` /
@@ -271,13 +271,19 @@ def train(algo: str, env: EnvLike | None = None, *, steps: int | None = None, se
     arguments of the original call may be given again, equal to the saved values).
     ``callbacks``: one or more ``cb(state) -> bool | None`` (pgrad.callbacks); False or StopTraining stops the run
     cleanly, with a checkpoint, and the Agent is returned (``agent.stop_reason`` says why).
+    ``overwrite=True`` deletes the run already in ``out`` (a directory with a config.yaml) and starts afresh there;
+    by default an existing run is refused, never replaced (scripts that rerun, like examples/, pass it).
 
     SIGINT (Ctrl-C) or SIGTERM stops the run after the current batch: checkpoints/last.pt is written, then
     ``pgrad.Interrupted`` (a KeyboardInterrupt; ``.step``, ``.run_dir``, ``.signum``) is raised, never a return as
     if training had finished; ``resume=run_dir`` continues it.
     """
     module, algo, cfg, factory, spec, run_dir, ckpt = prepare(algo, env, steps=steps, seed=seed, out=out,
-                                                             resume=resume, **hparams)
+                                                             resume=resume, overwrite=overwrite, **hparams)
+    if overwrite and resume is None and (run_dir / "config.yaml").exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
     agent_cls = _env_api(module)[3]
     cbs = [] if callbacks is None else [callbacks] if callable(callbacks) else list(callbacks)
     for cb in cbs:
@@ -319,7 +325,7 @@ def train(algo: str, env: EnvLike | None = None, *, steps: int | None = None, se
 
 
 def prepare(algo: str, env: EnvLike | None = None, *, steps: int | None = None, seed: int | None = None,
-            out: str | Path | None = None, resume: str | Path | None = None,
+            out: str | Path | None = None, resume: str | Path | None = None, overwrite: bool = False,
             **hparams: Any) -> tuple[Any, str, Any, Callable, Any, Path, dict[str, Any] | None]:
     """Everything ``train`` checks before it starts: the algorithm, the env and its spaces, the hyperparameters,
     the run directory and the checkpoint to resume. Returns (module, algo, cfg, factory, spec, run_dir, ckpt);
@@ -364,7 +370,7 @@ def prepare(algo: str, env: EnvLike | None = None, *, steps: int | None = None, 
         factory, env_id = make_env(env)
         cfg = make_config(module.Config, algo, env_id, overrides)
         run_dir = Path(out) if out is not None else default_run_dir(algo, env_id, cfg.seed)
-        if (run_dir / "config.yaml").exists():
+        if (run_dir / "config.yaml").exists() and not overwrite:
             raise PgradError(f"{run_dir} already holds a run; resume it with --resume {run_dir} "
                              "or choose another --out")
     probe = factory()

@@ -30,7 +30,7 @@ def test_example_compiles_and_names_real_algorithms(path):
                 and node.args and isinstance(node.args[0], ast.Constant):
             cfg = pgrad.ALGOS[node.args[0].value].Config
             for kw in node.keywords:
-                assert kw.arg in cfg.field_names() or kw.arg in ("out", "resume"), (path.name, kw.arg)
+                assert kw.arg in cfg.field_names() or kw.arg in ("out", "resume", "overwrite"), (path.name, kw.arg)
 
 
 def test_theory_example_runs(tmp_path):
