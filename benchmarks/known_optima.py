@@ -58,30 +58,36 @@ def stochastic_share(mdp: TabularMDP, agent: pgrad.Agent, samples: int = 2000) -
     return (mdp.J_pi(pi, 1.0) - j_unif) / (mdp.optimal_return() - j_unif)
 
 
-def run(algo: str, instance: int, steps: int, seed: int, **hparams) -> dict:
-    mdp = TabularMDP(seed=instance)
+def _scored(algo: str, make, steps: int, seed: int, score, **hparams) -> tuple[dict, float]:
+    """Train ``algo`` with its defaults (and ``hparams``) in a throw-away run directory; (score(agent), seconds)."""
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
-        agent = pgrad.train(algo, lambda: TabularEnv(mdp), steps=steps, seed=seed, out=f"{d}/run", progress=False,
-                            tensorboard=False, **hparams)
+        agent = pgrad.train(algo, make, steps=steps, seed=seed, out=f"{d}/run", progress=False, tensorboard=False,
+                            **hparams)
+        return score(agent), round(time.perf_counter() - t0, 1)
+
+
+def run(algo: str, instance: int, steps: int, seed: int, **hparams) -> dict:
+    mdp = TabularMDP(seed=instance)
+
+    def score(agent: pgrad.Agent) -> dict:
         share, j, j_unif, j_star = share_of_optimum(mdp, agent)
-        share_st = stochastic_share(mdp, agent)
-    return {"family": "tabular", "algo": algo, "instance": instance, "seed": seed, "steps": steps,
-            "share": round(share, 4), "share_stochastic": round(share_st, 4), "J": round(j, 4),
-            "J_uniform": round(j_unif, 4), "J_star": round(j_star, 4), "seconds": round(time.perf_counter() - t0, 1)}
+        return {"share": round(share, 4), "share_stochastic": round(stochastic_share(mdp, agent), 4),
+                "J": round(j, 4), "J_uniform": round(j_unif, 4), "J_star": round(j_star, 4)}
+
+    res, seconds = _scored(algo, lambda: TabularEnv(mdp), steps, seed, score, **hparams)
+    return {"family": "tabular", "algo": algo, "instance": instance, "seed": seed, "steps": steps, **res,
+            "seconds": seconds}
 
 
 def run_lqr(algo: str, instance: int, steps: int, seed: int, **hparams) -> dict:
     lqr = LQR(seed=instance)
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as d:
-        agent = pgrad.train(algo, lambda: LQREnv(lqr), steps=steps, seed=seed, out=f"{d}/run", progress=False,
-                            tensorboard=False, **hparams)
-        ret = float(np.mean(agent.evaluate(episodes=20).returns))
+    ret, seconds = _scored(algo, lambda: LQREnv(lqr), steps, seed,
+                           lambda agent: float(np.mean(agent.evaluate(episodes=20).returns)), **hparams)
     optimal = float(lqr.optimal_eval_returns(20).mean())
     return {"family": "lqr", "algo": algo, "instance": instance, "seed": seed, "steps": steps,
             "cost_ratio": round(ret / optimal, 4), "return": round(ret, 4), "optimal_return": round(optimal, 4),
-            "seconds": round(time.perf_counter() - t0, 1)}
+            "seconds": seconds}
 
 
 def report(paths: list[str]) -> str:
